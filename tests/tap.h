@@ -37,34 +37,34 @@ tap_ok_(int pass, const char *file, int line, const char *fmt, ...) {
 #define ok(cond, ...) tap_ok_(!!(cond), __FILE__, __LINE__, __VA_ARGS__)
 
 /* is_int(got, want, "name"): integer equality, printing both on failure. */
-#define is_int(got, want, ...)                                                                    \
-  do {                                                                                            \
-    long long got_ = (long long)(got), want_ = (long long)(want);                                 \
-    if (!tap_ok_(got_ == want_, __FILE__, __LINE__, __VA_ARGS__)) {                               \
-      printf("#   got %lld, want %lld\n", got_, want_);                                           \
-    }                                                                                             \
+#define is_int(got, want, ...)                                                                     \
+  do {                                                                                             \
+    long long got_ = (long long)(got), want_ = (long long)(want);                                  \
+    if (!tap_ok_(got_ == want_, __FILE__, __LINE__, __VA_ARGS__)) {                                \
+      printf("#   got %lld, want %lld\n", got_, want_);                                            \
+    }                                                                                              \
   } while (0)
 
 /* is_mem(got, got_len, want, want_len, "name"): byte equality, printing both in hex. */
-#define is_mem(got, glen, want, wlen, ...)                                                        \
-  do {                                                                                            \
-    const unsigned char *g_ = (const unsigned char *)(got), *w_ = (const unsigned char *)(want);  \
-    size_t gl_ = (glen), wl_ = (wlen);                                                            \
-    int same_ = gl_ == wl_ && (gl_ == 0 || memcmp(g_, w_, gl_) == 0);                             \
-    if (!tap_ok_(same_, __FILE__, __LINE__, __VA_ARGS__)) {                                       \
-      tap_hexdump_("got ", g_, gl_);                                                              \
-      tap_hexdump_("want", w_, wl_);                                                              \
-    }                                                                                             \
+#define is_mem(got, glen, want, wlen, ...)                                                         \
+  do {                                                                                             \
+    const unsigned char *g_ = (const unsigned char *)(got), *w_ = (const unsigned char *)(want);   \
+    size_t gl_ = (glen), wl_ = (wlen);                                                             \
+    int same_ = gl_ == wl_ && (gl_ == 0 || memcmp(g_, w_, gl_) == 0);                              \
+    if (!tap_ok_(same_, __FILE__, __LINE__, __VA_ARGS__)) {                                        \
+      tap_hexdump_("got ", g_, gl_);                                                               \
+      tap_hexdump_("want", w_, wl_);                                                               \
+    }                                                                                              \
   } while (0)
 
 /* is_str(got, want, "name"): NUL-terminated string equality (NULL-safe). */
-#define is_str(got, want, ...)                                                                    \
-  do {                                                                                            \
-    const char *gs_ = (got), *ws_ = (want);                                                       \
-    int same_ = (gs_ && ws_) ? strcmp(gs_, ws_) == 0 : gs_ == ws_;                                \
-    if (!tap_ok_(same_, __FILE__, __LINE__, __VA_ARGS__)) {                                       \
+#define is_str(got, want, ...)                                                                     \
+  do {                                                                                             \
+    const char *gs_ = (got), *ws_ = (want);                                                        \
+    int same_ = (gs_ && ws_) ? strcmp(gs_, ws_) == 0 : gs_ == ws_;                                 \
+    if (!tap_ok_(same_, __FILE__, __LINE__, __VA_ARGS__)) {                                        \
       printf("#   got  \"%s\"\n#   want \"%s\"\n", gs_ ? gs_ : "(null)", ws_ ? ws_ : "(null)");    \
-    }                                                                                             \
+    }                                                                                              \
   } while (0)
 
 static inline void tap_hexdump_(const char *tag, const unsigned char *p, size_t n) {
@@ -77,11 +77,11 @@ static inline void tap_hexdump_(const char *tag, const unsigned char *p, size_t 
 }
 
 /* diag("text %d", ...): a comment line. */
-#define diag(...)                                                                                 \
-  do {                                                                                            \
-    printf("# ");                                                                                 \
-    printf(__VA_ARGS__);                                                                          \
-    printf("\n");                                                                                 \
+#define diag(...)                                                                                  \
+  do {                                                                                             \
+    printf("# ");                                                                                  \
+    printf(__VA_ARGS__);                                                                           \
+    printf("\n");                                                                                  \
   } while (0)
 
 /* Ends the test: prints the plan, returns the process exit status. */

@@ -17,7 +17,8 @@ static void test_errors(void) {
   int distinct = 1;
   for (i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
     for (j = i + 1; j < sizeof(codes) / sizeof(codes[0]); j++) {
-      if (codes[i] == codes[j] || strcmp(pomelo_err_name(codes[i]), pomelo_err_name(codes[j])) == 0) {
+      if (codes[i] == codes[j] ||
+          strcmp(pomelo_err_name(codes[i]), pomelo_err_name(codes[j])) == 0) {
         distinct = 0;
         diag("duplicate code %d / %d", codes[i], codes[j]);
       }
