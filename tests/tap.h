@@ -39,31 +39,33 @@ tap_ok_(int pass, const char *file, int line, const char *fmt, ...) {
 /* is_int(got, want, "name"): integer equality, printing both on failure. */
 #define is_int(got, want, ...)                                                                     \
   do {                                                                                             \
-    long long got_ = (long long)(got), want_ = (long long)(want);                                  \
-    if (!tap_ok_(got_ == want_, __FILE__, __LINE__, __VA_ARGS__)) {                                \
-      printf("#   got %lld, want %lld\n", got_, want_);                                            \
+    long long tap_got_ = (long long)(got), tap_want_ = (long long)(want);                          \
+    if (!tap_ok_(tap_got_ == tap_want_, __FILE__, __LINE__, __VA_ARGS__)) {                        \
+      printf("#   got %lld, want %lld\n", tap_got_, tap_want_);                                    \
     }                                                                                              \
   } while (0)
 
-/* is_mem(got, got_len, want, want_len, "name"): byte equality, printing both in hex. */
+/* is_mem(got, tap_got_len, want, tap_want_len, "name"): byte equality, printing both in hex. */
 #define is_mem(got, glen, want, wlen, ...)                                                         \
   do {                                                                                             \
-    const unsigned char *g_ = (const unsigned char *)(got), *w_ = (const unsigned char *)(want);   \
-    size_t gl_ = (glen), wl_ = (wlen);                                                             \
-    int same_ = gl_ == wl_ && (gl_ == 0 || memcmp(g_, w_, gl_) == 0);                              \
-    if (!tap_ok_(same_, __FILE__, __LINE__, __VA_ARGS__)) {                                        \
-      tap_hexdump_("got ", g_, gl_);                                                               \
-      tap_hexdump_("want", w_, wl_);                                                               \
+    const unsigned char *tap_g_ = (const unsigned char *)(got),                                    \
+                        *tap_w_ = (const unsigned char *)(want);                                   \
+    size_t tap_gl_ = (glen), tap_wl_ = (wlen);                                                     \
+    int tap_same_ = tap_gl_ == tap_wl_ && (tap_gl_ == 0 || memcmp(tap_g_, tap_w_, tap_gl_) == 0);  \
+    if (!tap_ok_(tap_same_, __FILE__, __LINE__, __VA_ARGS__)) {                                    \
+      tap_hexdump_("got ", tap_g_, tap_gl_);                                                       \
+      tap_hexdump_("want", tap_w_, tap_wl_);                                                       \
     }                                                                                              \
   } while (0)
 
 /* is_str(got, want, "name"): NUL-terminated string equality (NULL-safe). */
 #define is_str(got, want, ...)                                                                     \
   do {                                                                                             \
-    const char *gs_ = (got), *ws_ = (want);                                                        \
-    int same_ = (gs_ && ws_) ? strcmp(gs_, ws_) == 0 : gs_ == ws_;                                 \
-    if (!tap_ok_(same_, __FILE__, __LINE__, __VA_ARGS__)) {                                        \
-      printf("#   got  \"%s\"\n#   want \"%s\"\n", gs_ ? gs_ : "(null)", ws_ ? ws_ : "(null)");    \
+    const char *tap_gs_ = (got), *tap_ws_ = (want);                                                \
+    int tap_same_ = (tap_gs_ && tap_ws_) ? strcmp(tap_gs_, tap_ws_) == 0 : tap_gs_ == tap_ws_;     \
+    if (!tap_ok_(tap_same_, __FILE__, __LINE__, __VA_ARGS__)) {                                    \
+      printf("#   got  \"%s\"\n#   want \"%s\"\n", tap_gs_ ? tap_gs_ : "(null)",                   \
+             tap_ws_ ? tap_ws_ : "(null)");                                                        \
     }                                                                                              \
   } while (0)
 
