@@ -298,8 +298,8 @@ static void test_frame(void) {
 /* Every prefix of a valid message decodes as a shorter body or fails as truncated. */
 static void test_prefixes(void) {
   static const char *hexes[] = {
-      "00 ff ff ff ff 07 1c 63 6f 6e 6e 65 63 74 6f 72 2e 65 6e 74 72 79 48 61 6e 64 6c 65 72 2e"
-      " 65 6e 74 65 72 7b 7d",
+      ("00 ff ff ff ff 07 1c 63 6f 6e 6e 65 63 74 6f 72 2e 65 6e 74 72 79 48 61 6e 64 6c 65 72 2e"
+       " 65 6e 74 65 72 7b 7d"),
       "01 ac 02 00 01 7b 7d",
       "07 00 0d",
       "04 80 01 7b 7d",
