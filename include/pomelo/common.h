@@ -54,6 +54,8 @@ extern "C" {
   X(ERR_NOT_FOUND, -5, "not found")                                                                \
   X(ERR_EXISTS, -6, "already exists")                                                              \
   X(ERR_LIMIT, -7, "configured limit reached")                                                     \
+  X(ERR_TIMEOUT, -8, "timed out")                                                                  \
+  X(ERR_CLOSED, -9, "connection closed")                                                           \
   X(ERR_PKG_TYPE, -20, "unknown package type")                                                     \
   X(ERR_PKG_TOO_LARGE, -21, "package body larger than the limit")                                  \
   X(ERR_PKG_TRUNCATED, -22, "package ends before its declared length")                             \
@@ -68,6 +70,12 @@ extern "C" {
   X(ERR_JSON_UTF8, -43, "invalid UTF-8 in JSON text")                                              \
   X(ERR_JSON_TYPE, -44, "JSON value of another type")                                              \
   X(ERR_JSON_NUMBER, -45, "number not representable in JSON")                                      \
+  X(ERR_HTTP, -60, "invalid HTTP upgrade request")                                                 \
+  X(ERR_HTTP_TOO_LARGE, -61, "HTTP upgrade request larger than the limit")                         \
+  X(ERR_WS_HANDSHAKE, -62, "WebSocket upgrade refused or invalid")                                 \
+  X(ERR_WS_PROTOCOL, -63, "WebSocket protocol error")                                              \
+  X(ERR_WS_UTF8, -64, "invalid UTF-8 in a WebSocket text message")                                 \
+  X(ERR_WS_TOO_LARGE, -65, "WebSocket message larger than the limit")                              \
   X(ERR_FATAL, -500, "fatal error")                                                                \
   X(ERR_NOMEM, -501, "out of memory")                                                              \
   X(ERR_CALLBACK, -502, "a user callback failed")                                                  \

@@ -34,7 +34,9 @@ typedef enum pomelo_json_type {
 typedef enum pomelo_json_utf8_mode {
   /** Default. A CESU-8 surrogate pair in string bytes is rewritten as the 4-byte UTF-8 of the
    * character it encodes; a lone surrogate (raw bytes, or a \uD800-\uDFFF escape without its
-   * partner) becomes U+FFFD, as Node.js decodes it. Any other invalid UTF-8 is an error. */
+   * partner) becomes one U+FFFD. (Node.js gives one U+FFFD for a lone escape, but three for the
+   * three raw bytes.) A raw half and an escaped half never pair. Any other invalid UTF-8 is an
+   * error. */
   POMELO_JSON_UTF8_REPAIR = 0,
   /** Every surrogate, raw or escaped without its partner, is POMELO_ERR_JSON_UTF8. */
   POMELO_JSON_UTF8_STRICT = 1
@@ -42,8 +44,8 @@ typedef enum pomelo_json_utf8_mode {
 
 /** Reader options. Fill with pomelo_json_options_default, then change fields. */
 typedef struct pomelo_json_options {
-  uint32_t max_depth;         /**< nesting of arrays and objects; default 64 */
-  size_t max_size;            /**< input bytes; default 1 MiB */
+  uint32_t max_depth;         /**< nesting of arrays and objects; default 64 (0: scalars only) */
+  size_t max_size;            /**< input bytes; default 1 MiB (0: nothing is accepted) */
   pomelo_json_utf8_mode utf8; /**< default POMELO_JSON_UTF8_REPAIR */
 } pomelo_json_options;
 
@@ -61,13 +63,18 @@ typedef struct pomelo_json_value pomelo_json_value;
  * the `len` bytes at `text` (not necessarily NUL-terminated; borrowed for the call only).
  * `alloc` and `opts` may be NULL (libc, defaults). On success returns 0 and stores a new document
  * in `*out`, which the caller deletes with pomelo_json_doc_del. On failure `*out` is NULL and
- * `*err_offset` (if not NULL) receives the byte offset where the input went wrong. Errors:
+ * `*err_offset` (if not NULL) receives the byte offset where the input went wrong: the first
+ * byte that cannot continue a valid text (`len` when the text ends too early), the backslash of
+ * a bad escape, the first byte of an ill-formed UTF-8 sequence, the bracket that is too deep.
+ * Errors:
  * - POMELO_ERR_JSON_SYNTAX: not JSON (including empty input and trailing bytes);
  * - POMELO_ERR_JSON_DEPTH: nesting deeper than max_depth;
- * - POMELO_ERR_JSON_TOO_LARGE: input longer than max_size;
+ * - POMELO_ERR_JSON_TOO_LARGE: input longer than max_size (offset: max_size);
  * - POMELO_ERR_JSON_UTF8: invalid UTF-8, or a surrogate in strict mode;
- * - POMELO_ERR_INVALID_ARG: `out` NULL, or `text` NULL with len > 0;
- * - POMELO_ERR_NOMEM. */
+ * - POMELO_ERR_INVALID_ARG: `out` NULL, `text` NULL with len > 0, or an unknown utf8 mode;
+ * - POMELO_ERR_NOMEM.
+ * Memory: one arena of a few blocks, sized from the bytes present (about 3 * len for a
+ * first block), never from the limits. Nesting uses heap, not C stack. */
 POMELO_API int pomelo_json_parse(pomelo_json_doc **out, const pomelo_allocator *alloc,
                                  const char *text, size_t len, const pomelo_json_options *opts,
                                  size_t *err_offset);
@@ -79,19 +86,23 @@ POMELO_API void pomelo_json_doc_del(pomelo_json_doc *doc);
  * document. */
 POMELO_API const pomelo_json_value *pomelo_json_root(const pomelo_json_doc *doc);
 
+/* Every accessor below accepts NULL for `v` and then answers as for a value of another type, so
+ * lookups chain: pomelo_json_get(pomelo_json_get(root, "sys"), "heartbeat"). */
+
 /** The type of `v`. */
 POMELO_API pomelo_json_type pomelo_json_typeof(const pomelo_json_value *v);
 
 /** The value of a boolean (0 or 1); 0 for any other type. */
 POMELO_API int pomelo_json_bool(const pomelo_json_value *v);
 
-/** The value of a number as a double (the nearest one; +-HUGE_VAL when out of range); 0 for any
- * other type. */
+/** The value of a number as a double (the nearest one, rounded as the C library's strtod rounds,
+ * whatever the locale; +-HUGE_VAL when out of range; -0 for "-0"); 0 for any other type. */
 POMELO_API double pomelo_json_number(const pomelo_json_value *v);
 
-/** Stores the number `v` in `*out` if it is an integer that int64_t holds exactly (1e3 and 2.0
- * are integers; 2.5 is not). Returns 0 or POMELO_ERR_JSON_TYPE (not a number, not integral, or
- * out of range). */
+/** Stores the number `v` in `*out` if it is an integer that int64_t holds exactly, judged on the
+ * decimal text, not on the double (1e3, 2.0 and 10e-1 are integers; 2.5, 1e-400 and
+ * 9223372036854775808 are not; -0 gives 0). Returns 0 or POMELO_ERR_JSON_TYPE (not a number, not
+ * integral, or out of range), leaving `*out` untouched then. */
 POMELO_API int pomelo_json_int64(const pomelo_json_value *v, int64_t *out);
 
 /** The source text of a number (as it appeared in the input); NULL for other types. `*len`
@@ -114,7 +125,7 @@ POMELO_API const pomelo_json_value *pomelo_json_at(const pomelo_json_value *v, s
 POMELO_API const char *pomelo_json_key_at(const pomelo_json_value *v, size_t i, size_t *len);
 
 /** The value of the member named `key` (NUL-terminated) in object `v`. With duplicate keys the
- * last one wins, as in JavaScript. NULL if absent or `v` is not an object. */
+ * last one wins, as in JavaScript. NULL if absent or `v` is not an object. A linear search. */
 POMELO_API const pomelo_json_value *pomelo_json_get(const pomelo_json_value *v, const char *key);
 
 /** As pomelo_json_get, with a key of `key_len` bytes. */
@@ -127,7 +138,8 @@ POMELO_API const pomelo_json_value *pomelo_json_get_n(const pomelo_json_value *v
  * Appends compact JSON (no spaces, like JSON.stringify) to a growable buffer. Commas and colons
  * are inserted automatically; calls must form one valid value: inside an object, each value is
  * preceded by pomelo_json_write_key. A misuse returns POMELO_ERR_STATE; after any error the writer
- * is failed and every later call returns that error until reset. Strings are escaped as
+ * is failed and every later call returns that error until reset (the failing call writes
+ * nothing: the data is what the calls before it wrote). Strings are escaped as
  * JSON.stringify does ("\"", "\\", \b \f \n \r \t, other control bytes as \u00XX) and must be
  * valid UTF-8 (POMELO_ERR_JSON_UTF8 otherwise).
  * ------------------------------------------------------------------------------------------- */
@@ -158,8 +170,9 @@ POMELO_API int pomelo_json_write_null(pomelo_json_writer *w);
 POMELO_API int pomelo_json_write_bool(pomelo_json_writer *w, int value);
 POMELO_API int pomelo_json_write_int64(pomelo_json_writer *w, int64_t value);
 POMELO_API int pomelo_json_write_uint64(pomelo_json_writer *w, uint64_t value);
-/** Writes the shortest text that reads back as the same double; NaN and infinities are
- * POMELO_ERR_JSON_NUMBER. */
+/** Writes the shortest text that reads back as the same double, formatted as JavaScript's
+ * Number.prototype.toString (100, 1.5, 1e+21, 1e-7, 100000000000000000000; -0 gives "0"),
+ * whatever the locale; NaN and infinities are POMELO_ERR_JSON_NUMBER. */
 POMELO_API int pomelo_json_write_double(pomelo_json_writer *w, double value);
 /** Writes a string of `len` bytes (escaped as described above; POMELO_ERR_JSON_UTF8 when it is
  * not valid UTF-8). */
@@ -171,11 +184,13 @@ POMELO_API int pomelo_json_write_end_object(pomelo_json_writer *w);
 POMELO_API int pomelo_json_write_begin_array(pomelo_json_writer *w);
 POMELO_API int pomelo_json_write_end_array(pomelo_json_writer *w);
 /** Writes `len` bytes of JSON text verbatim as one value, after checking that they are exactly
- * one valid JSON value (POMELO_ERR_JSON_SYNTAX / _DEPTH / _UTF8 otherwise). Useful to embed a
- * body received from a peer. */
+ * one valid JSON value (POMELO_ERR_JSON_SYNTAX / _DEPTH / _UTF8 otherwise), as the reader does in
+ * strict UTF-8 mode, without building a tree; its nesting counts towards the writer's depth
+ * limit. Whitespace around the value is dropped. Useful to embed a body received from a peer. */
 POMELO_API int pomelo_json_write_raw(pomelo_json_writer *w, const char *json, size_t len);
-/** Writes a parsed value and everything under it, keys in their input order and numbers as
- * their source text. */
+/** Writes a parsed value and everything under it, keys in their input order (duplicates kept),
+ * numbers as their source text, strings re-escaped (so a compact text that uses only the escapes
+ * JSON.stringify uses writes back byte for byte). Iterative: deep trees cost heap. */
 POMELO_API int pomelo_json_write_value(pomelo_json_writer *w, const pomelo_json_value *v);
 
 /* ---------------------------------------------------------------------------------------------
@@ -184,7 +199,7 @@ POMELO_API int pomelo_json_write_value(pomelo_json_writer *w, const pomelo_json_
 
 /** Returns 1 if the `len` bytes at `s` are valid UTF-8 (RFC 3629: no overlongs, no surrogates,
  * nothing above U+10FFFF), else 0 and, if `bad_offset` is not NULL, the offset of the first
- * invalid byte in `*bad_offset`. */
+ * byte of the first ill-formed sequence in `*bad_offset`. `s` may be NULL when `len` is 0. */
 POMELO_API int pomelo_utf8_valid(const uint8_t *s, size_t len, size_t *bad_offset);
 
 #ifdef __cplusplus
