@@ -7,5 +7,8 @@
 #include <pomelo/common.h>
 #include <pomelo/codec.h>
 #include <pomelo/json.h>
+#include <pomelo/transport.h>
+#include <pomelo/conn.h>
+#include <pomelo/client.h>
 
 #endif /* POMELO_POMELO_H */

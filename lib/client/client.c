@@ -1,0 +1,991 @@
+/* The client: request ids and response matching, request timeouts, push dispatch, the route
+ * dictionary and the reconnect policy, over one client-role connection at a time (conn.c does
+ * the handshake, ACK, heartbeats, liveness and kick).
+ *
+ * A request goes: pomelo_client_request -> id (next_free_id) -> route compressed through the
+ * dictionary -> pomelo_conn_send -> registered in the id map, the deadline heap and the issue
+ * list. Its response comes back through conn_on_message -> the id map -> the callback. A lost
+ * connection fails every waiting request (in issue order) and plans the reconnect.
+ * SPDX-License-Identifier: MIT
+ */
+#include <stdio.h>
+
+#include "client/client_int.h"
+
+/* ---------------------------------------------------------------------------------------------
+ * Settings
+ * ------------------------------------------------------------------------------------------- */
+
+void pomelo_client_settings_default(pomelo_client_settings *s) {
+  memset(s, 0, sizeof(*s));
+  pomelo_conn_settings_default(&s->conn);
+  s->conn.role = POMELO_ROLE_CLIENT;
+  s->conn.transport = POMELO_TRANSPORT_TCP;
+  s->request_timeout_ms = 10000;
+  s->reconnect.enabled = 1;
+  s->reconnect.delay_ms = 2000;
+  s->reconnect.max_delay_ms = 30000;
+  s->reconnect.exponential = 1;
+  s->reconnect.max_attempts = 0;
+  s->random = NULL;
+}
+
+uint64_t pm_client_reconnect_delay(const pomelo_client *cl, uint32_t attempt) {
+  const pomelo_reconnect_policy *p = &cl->set.reconnect;
+  uint64_t d = p->delay_ms;
+  if (p->exponential && attempt > 1) {
+    uint32_t shift = attempt - 1u;
+    d = shift >= 32u ? UINT64_MAX : d << shift; /* delay_ms < 2^32: no overflow below 32 */
+  }
+  if (p->max_delay_ms && d > p->max_delay_ms) {
+    d = p->max_delay_ms;
+  }
+  if (d > UINT32_MAX) {
+    d = UINT32_MAX;
+  }
+  if (cl->set.random && d > 0) {
+    /* Uniform in [d/2, 3d/2), as libpomelo2's rand() % d + d / 2. */
+    uint64_t r = cl->set.random(cl->user_data);
+    d = d / 2u + ((r * d) >> 32);
+  }
+  return d;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * The deadline heap
+ * ------------------------------------------------------------------------------------------- */
+
+static void heap_set(pomelo_client *cl, uint32_t i, pm_req *r) {
+  cl->heap[i] = r;
+  r->heap_idx = i;
+}
+
+static void heap_up(pomelo_client *cl, uint32_t i) {
+  pm_req *r = cl->heap[i];
+  while (i > 0) {
+    uint32_t parent = (i - 1u) / 2u;
+    if (cl->heap[parent]->deadline <= r->deadline) {
+      break;
+    }
+    heap_set(cl, i, cl->heap[parent]);
+    i = parent;
+  }
+  heap_set(cl, i, r);
+}
+
+static void heap_down(pomelo_client *cl, uint32_t i) {
+  pm_req *r = cl->heap[i];
+  for (;;) {
+    uint32_t c = 2u * i + 1u;
+    if (c >= cl->heap_len) {
+      break;
+    }
+    if (c + 1u < cl->heap_len && cl->heap[c + 1u]->deadline < cl->heap[c]->deadline) {
+      c++;
+    }
+    if (r->deadline <= cl->heap[c]->deadline) {
+      break;
+    }
+    heap_set(cl, i, cl->heap[c]);
+    i = c;
+  }
+  heap_set(cl, i, r);
+}
+
+/* Makes room for one more entry. */
+static int heap_reserve(pomelo_client *cl) {
+  pm_req **nh;
+  uint32_t ncap;
+  if (cl->heap_len < cl->heap_cap) {
+    return 0;
+  }
+  if (cl->heap_cap >= (1u << 30)) {
+    return POMELO_ERR_NOMEM;
+  }
+  ncap = cl->heap_cap ? 2u * cl->heap_cap : 8u;
+  if ((uint64_t)ncap * sizeof(*nh) > (uint64_t)PTRDIFF_MAX / 2u) {
+    return POMELO_ERR_NOMEM;
+  }
+  nh = pm_realloc(&cl->alloc, cl->heap, (size_t)ncap * sizeof(*nh));
+  if (!nh) {
+    return POMELO_ERR_NOMEM;
+  }
+  cl->heap = nh;
+  cl->heap_cap = ncap;
+  return 0;
+}
+
+static void heap_push(pomelo_client *cl, pm_req *r) {
+  heap_set(cl, cl->heap_len++, r);
+  heap_up(cl, r->heap_idx);
+}
+
+static void heap_remove(pomelo_client *cl, pm_req *r) {
+  uint32_t i = r->heap_idx;
+  pm_req *last;
+  if (i == PM_REQ_NO_HEAP) {
+    return;
+  }
+  r->heap_idx = PM_REQ_NO_HEAP;
+  last = cl->heap[--cl->heap_len];
+  if (last != r) {
+    heap_set(cl, i, last);
+    if (i > 0 && cl->heap[(i - 1u) / 2u]->deadline > last->deadline) {
+      heap_up(cl, i);
+    } else {
+      heap_down(cl, i);
+    }
+  }
+  /* Give memory back when the heap has shrunk well below its size (a failure keeps it). */
+  if (cl->heap_cap > 16u && cl->heap_len <= cl->heap_cap / 4u) {
+    pm_req **nh = pm_realloc(&cl->alloc, cl->heap, (size_t)(cl->heap_cap / 2u) * sizeof(*nh));
+    if (nh) {
+      cl->heap = nh;
+      cl->heap_cap /= 2u;
+    }
+  }
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Waiting requests
+ * ------------------------------------------------------------------------------------------- */
+
+static void list_unlink(pomelo_client *cl, pm_req *r) {
+  if (r->prev) {
+    r->prev->next = r->next;
+  } else {
+    cl->first = r->next;
+  }
+  if (r->next) {
+    r->next->prev = r->prev;
+  } else {
+    cl->last = r->prev;
+  }
+  r->prev = r->next = NULL;
+}
+
+/* Takes every waiting request out of the client (structures freed) and returns them as a list
+ * in issue order, for failing outside the client's state. */
+static pm_req *detach_requests(pomelo_client *cl) {
+  pm_req *list = cl->first;
+  cl->first = cl->last = NULL;
+  pm_idmap_fini(&cl->reqs, &cl->alloc);
+  pm_free(&cl->alloc, cl->heap);
+  cl->heap = NULL;
+  cl->heap_len = cl->heap_cap = 0;
+  return list;
+}
+
+static void fail_list(pomelo_client *cl, pm_req *list, int status) {
+  while (list) {
+    pm_req *r = list;
+    list = r->next;
+    if (r->cb) {
+      r->cb(cl, status, r->route, r->route_len, NULL, r->data);
+    }
+    pm_free(&cl->alloc, r);
+  }
+}
+
+/* Removes a request found in the id map from the other structures. */
+static void req_forget(pomelo_client *cl, pm_req *r) {
+  heap_remove(cl, r);
+  list_unlink(cl, r);
+}
+
+/* The next id in 1..2^31-1 that no waiting request holds, from next_id on (wrapping past
+ * 2^31-1 to 1). The caller checked that a free id exists. */
+static uint32_t next_free_id(const pomelo_client *cl) {
+  uint32_t id = cl->next_id;
+  for (;;) {
+    if (id == 0 || id > POMELO_MSG_ID_MAX) {
+      id = 1;
+    }
+    if (!pm_idmap_get(&cl->reqs, id)) {
+      return id;
+    }
+    id++;
+  }
+}
+
+void pm_client_set_next_id(pomelo_client *cl, uint32_t id) {
+  cl->next_id = id;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Route dictionary (spec 3, 4.4, 10)
+ * ------------------------------------------------------------------------------------------- */
+
+static void dict_init(pm_dict *d) {
+  d->present = 0;
+  d->version = NULL;
+  pm_strmap_init(&d->r2c);
+  pm_idmap_init(&d->c2r);
+}
+
+static void dict_fini(pm_dict *d, const pomelo_allocator *a) {
+  uint32_t i;
+  for (i = 0; i < d->c2r.cap; i++) {
+    if (d->c2r.slots[i].key) {
+      pm_free(a, d->c2r.slots[i].val);
+    }
+  }
+  pm_idmap_fini(&d->c2r, a);
+  pm_strmap_fini(&d->r2c, a);
+  pm_free(a, d->version);
+  dict_init(d);
+}
+
+/* JavaScript truthiness of a JSON value (absent is false). */
+static int js_truthy(const pomelo_json_value *v) {
+  size_t len;
+  double n;
+  switch (pomelo_json_typeof(v)) {
+  case POMELO_JSON_BOOL:
+    return pomelo_json_bool(v);
+  case POMELO_JSON_NUMBER:
+    n = pomelo_json_number(v);
+    return n != 0.0 && n == n;
+  case POMELO_JSON_STRING:
+    pomelo_json_string(v, &len);
+    return len > 0;
+  case POMELO_JSON_ARRAY:
+  case POMELO_JSON_OBJECT:
+    return v != NULL;
+  default:
+    return 0;
+  }
+}
+
+/* A route code: an integer in 1..65535 (0 never resolves). */
+static int code_of_value(const pomelo_json_value *v, uint32_t *code) {
+  int64_t n;
+  if (pomelo_json_int64(v, &n) != 0 || n < 1 || n > 0xFFFF) {
+    return 0;
+  }
+  *code = (uint32_t)n;
+  return 1;
+}
+
+/* A code given as an object key: decimal digits only, 1..65535. */
+static int code_of_key(const char *k, size_t len, uint32_t *code) {
+  uint32_t n = 0;
+  size_t i;
+  if (len == 0 || len > 5) {
+    return 0;
+  }
+  for (i = 0; i < len; i++) {
+    if (k[i] < '0' || k[i] > '9') {
+      return 0;
+    }
+    n = n * 10u + (uint32_t)(k[i] - '0');
+  }
+  if (n < 1 || n > 0xFFFF) {
+    return 0;
+  }
+  *code = n;
+  return 1;
+}
+
+/* code -> route in `d` (replacing an earlier route of that code). */
+static int dict_put_code(pm_dict *d, const pomelo_allocator *a, uint32_t code, const char *route,
+                         size_t len) {
+  pm_route *r;
+  if (len > SIZE_MAX - sizeof(*r) - 1u || pm_idmap_reserve(&d->c2r, a, 1) != 0) {
+    return POMELO_ERR_NOMEM;
+  }
+  r = pm_malloc(a, sizeof(*r) + len + 1u);
+  if (!r) {
+    return POMELO_ERR_NOMEM;
+  }
+  r->len = len;
+  if (len) {
+    memcpy(r->s, route, len);
+  }
+  r->s[len] = '\0';
+  pm_free(a, pm_idmap_put(&d->c2r, code, r));
+  return 0;
+}
+
+/* Builds a dictionary from a route -> code object (`routeToCode` or `dict`), an optional
+ * code -> route object (`codeToRoute`; else the inverse) and an optional version. Entries of
+ * another shape (1.0.x servers put a "version" string inside `dict`) are skipped. */
+static int dict_build(pm_dict *d, const pomelo_allocator *a, const pomelo_json_value *r2c,
+                      const pomelo_json_value *c2r, const pomelo_json_value *version) {
+  size_t i, n = pomelo_json_len(r2c), len;
+  const char *s;
+  uint32_t code, j;
+  int rc;
+  dict_init(d);
+  d->present = 1;
+  for (i = 0; i < n; i++) {
+    pm_strmap_ent *e;
+    const char *key = pomelo_json_key_at(r2c, i, &len);
+    if (!code_of_value(pomelo_json_at(r2c, i), &code)) {
+      continue;
+    }
+    e = pm_strmap_upsert(&d->r2c, a, key, len);
+    if (!e) {
+      return POMELO_ERR_NOMEM;
+    }
+    e->code = code; /* a duplicate key: the last one wins, as in JavaScript */
+  }
+  if (pomelo_json_typeof(c2r) == POMELO_JSON_OBJECT) {
+    n = pomelo_json_len(c2r);
+    for (i = 0; i < n; i++) {
+      const pomelo_json_value *v = pomelo_json_at(c2r, i);
+      s = pomelo_json_key_at(c2r, i, &len);
+      if (!code_of_key(s, len, &code) || pomelo_json_typeof(v) != POMELO_JSON_STRING) {
+        continue;
+      }
+      s = pomelo_json_string(v, &len);
+      if ((rc = dict_put_code(d, a, code, s, len)) != 0) {
+        return rc;
+      }
+    }
+  } else {
+    for (j = 0; j < d->r2c.cap; j++) {
+      const pm_strmap_ent *e = &d->r2c.slots[j];
+      if (e->key && (rc = dict_put_code(d, a, e->code, e->key, e->len)) != 0) {
+        return rc;
+      }
+    }
+  }
+  if (pomelo_json_typeof(version) == POMELO_JSON_STRING) {
+    s = pomelo_json_string(version, &len);
+    if (!memchr(s, '\0', len)) {
+      d->version = pm_malloc(a, len + 1u);
+      if (!d->version) {
+        return POMELO_ERR_NOMEM;
+      }
+      memcpy(d->version, s, len + 1u);
+    }
+  }
+  return 0;
+}
+
+/* The dictionary part of an accepted handshake: with sys.useDict, a new dictionary when the
+ * server sent one, else the cached one stays (the server omits it when our dictVersion
+ * matched); without sys.useDict, the cache is dropped (as libpomelo2 does). */
+static int dict_update(pomelo_client *cl, const pomelo_json_value *sys) {
+  const pomelo_json_value *r2c;
+  pm_dict nd;
+  int rc;
+  if (!js_truthy(pomelo_json_get(sys, "useDict"))) {
+    dict_fini(&cl->dict, &cl->alloc);
+    return 0;
+  }
+  r2c = pomelo_json_get(sys, "routeToCode"); /* libpomelo2 reads this one */
+  if (pomelo_json_typeof(r2c) != POMELO_JSON_OBJECT) {
+    r2c = pomelo_json_get(sys, "dict"); /* the JS client reads this one */
+  }
+  if (pomelo_json_typeof(r2c) != POMELO_JSON_OBJECT) {
+    return 0;
+  }
+  rc = dict_build(&nd, &cl->alloc, r2c, pomelo_json_get(sys, "codeToRoute"),
+                  pomelo_json_get(sys, "dictVersion"));
+  if (rc) {
+    dict_fini(&nd, &cl->alloc);
+    return rc;
+  }
+  dict_fini(&cl->dict, &cl->alloc);
+  cl->dict = nd;
+  return 0;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Connection events
+ * ------------------------------------------------------------------------------------------- */
+
+/* Deletes the connections replaced during a call, once no call into them runs. */
+static void reap(pomelo_client *cl) {
+  if (cl->depth == 0) {
+    while (cl->nzombies) {
+      pomelo_conn_del(cl->zombies[--cl->nzombies]);
+    }
+    if (cl->zombies) {
+      pm_free(&cl->alloc, cl->zombies);
+      cl->zombies = NULL;
+      cl->zombies_cap = 0;
+    }
+  }
+}
+
+/* Plans the next reconnect attempt, or none. Returns when on_reconnect will fire. */
+static uint64_t plan_reconnect(pomelo_client *cl, int reason) {
+  const pomelo_reconnect_policy *p = &cl->set.reconnect;
+  if (cl->no_reconnect || reason == POMELO_CLOSE_KICKED ||
+      reason == POMELO_CLOSE_HANDSHAKE_FAILED || reason == POMELO_CLOSE_LOCAL || !p->enabled ||
+      (p->max_attempts && cl->attempt >= p->max_attempts)) {
+    cl->state = POMELO_CLIENT_IDLE;
+    cl->reconnect_at = PM_NO_DEADLINE;
+    cl->attempt = 0;
+    return PM_NO_DEADLINE;
+  }
+  cl->attempt++;
+  cl->state = POMELO_CLIENT_WAIT_RECONNECT;
+  cl->reconnect_at = cl->now + pm_client_reconnect_delay(cl, cl->attempt);
+  if (cl->reconnect_at == PM_NO_DEADLINE) {
+    cl->reconnect_at--; /* PM_NO_DEADLINE means "none" */
+  }
+  return cl->reconnect_at;
+}
+
+/* The current connection ended: plan what follows, tell the application, fail the requests. */
+static void connection_ended(pomelo_client *cl, int reason) {
+  pm_req *list = detach_requests(cl);
+  uint64_t at = plan_reconnect(cl, reason);
+  if (cl->cb.on_disconnect) {
+    cl->cb.on_disconnect(cl, reason, at, cl->user_data);
+  }
+  fail_list(cl, list, POMELO_ERR_CLOSED);
+}
+
+static void conn_on_close(pomelo_conn *conn, int reason, void *ud) {
+  pomelo_client *cl = ud;
+  if (conn == cl->conn) {
+    connection_ended(cl, reason);
+  }
+}
+
+static void conn_on_hs_response(pomelo_conn *conn, int code, const pomelo_json_value *resp,
+                                void *ud) {
+  pomelo_client *cl = ud;
+  int rc;
+  if (conn != cl->conn) {
+    return;
+  }
+  if (code != 200) {
+    cl->no_reconnect = 1; /* a refusal is final (libpomelo2, JS client) */
+    if (cl->cb.on_handshake_error) {
+      cl->cb.on_handshake_error(cl, code, cl->user_data);
+    }
+    return;
+  }
+  rc = dict_update(cl, pomelo_json_get(resp, "sys"));
+  if (rc) {
+    cl->fatal = rc;
+    return;
+  }
+  cl->state = POMELO_CLIENT_CONNECTED;
+  cl->attempt = 0;
+  if (cl->cb.on_connected) {
+    cl->cb.on_connected(cl, resp, cl->user_data);
+  }
+}
+
+static void conn_on_kick(pomelo_conn *conn, const char *reason, size_t len, void *ud) {
+  pomelo_client *cl = ud;
+  if (conn != cl->conn) {
+    return;
+  }
+  cl->no_reconnect = 1;
+  if (cl->cb.on_kick) {
+    cl->cb.on_kick(cl, reason, len, cl->user_data);
+  }
+}
+
+static void conn_on_output(pomelo_conn *conn, void *ud) {
+  pomelo_client *cl = ud;
+  if (conn != cl->conn) {
+    return;
+  }
+  if (cl->defer_output) {
+    cl->output_pending = 1;
+  } else if (cl->cb.on_output) {
+    cl->cb.on_output(cl, cl->user_data);
+  }
+}
+
+static void on_response(pomelo_client *cl, const pomelo_msg *m) {
+  pm_req *r = pm_idmap_del(&cl->reqs, &cl->alloc, m->id);
+  if (!r) {
+    return; /* timed out already, or never ours: ignored */
+  }
+  req_forget(cl, r);
+  if (r->cb) {
+    r->cb(cl, 0, r->route, r->route_len, m, r->data);
+  }
+  pm_free(&cl->alloc, r);
+}
+
+static void on_push(pomelo_client *cl, const pomelo_msg *m) {
+  char digits[8];
+  const char *route = m->route;
+  size_t len = m->route_len;
+  const pm_strmap_ent *e;
+  pomelo_push_cb cb = cl->cb.on_push;
+  void *ud = cl->user_data;
+  if (m->route_compressed) {
+    const pm_route *r = pm_idmap_get(&cl->dict.c2r, m->route_code);
+    if (r) {
+      route = r->s;
+      len = r->len;
+    } else {
+      /* An unknown code: its decimal digits, as the JS client emits it. */
+      len = (size_t)snprintf(digits, sizeof digits, "%u", (unsigned)m->route_code);
+      route = digits;
+    }
+  }
+  e = pm_strmap_get(&cl->handlers, route, len);
+  if (e && e->cb) {
+    cb = e->cb;
+    ud = e->ud;
+  }
+  if (cb) {
+    cb(cl, route, len, m, ud);
+  }
+}
+
+static void conn_on_message(pomelo_conn *conn, const pomelo_msg *m, void *ud) {
+  pomelo_client *cl = ud;
+  if (conn != cl->conn || cl->state != POMELO_CLIENT_CONNECTED) {
+    return;
+  }
+  if (m->type == POMELO_MSG_RESPONSE) {
+    on_response(cl, m);
+  } else if (m->type == POMELO_MSG_PUSH) {
+    on_push(cl, m);
+  }
+  /* requests and notifies from a server are ignored */
+}
+
+static uint32_t conn_random(pomelo_conn *conn, void *ud) {
+  pomelo_client *cl = ud;
+  (void)conn;
+  return cl->set.random(cl->user_data);
+}
+
+/* check_client and on_handshake are the server role's; on_handshake_response(200) does what
+ * on_ready would. */
+static const pomelo_conn_callbacks conn_callbacks = {
+    .on_handshake_response = conn_on_hs_response,
+    .on_message = conn_on_message,
+    .on_kick = conn_on_kick,
+    .on_output = conn_on_output,
+    .on_close = conn_on_close,
+};
+
+/* ---------------------------------------------------------------------------------------------
+ * Lifecycle
+ * ------------------------------------------------------------------------------------------- */
+
+int pomelo_client_new(pomelo_client **out, const pomelo_client_settings *settings,
+                      const pomelo_client_callbacks *callbacks, const pomelo_allocator *alloc,
+                      void *user_data) {
+  pomelo_allocator a;
+  pomelo_client *cl;
+  pomelo_client_settings s;
+  pomelo_conn_callbacks ccb;
+  int rc;
+  if (!out) {
+    return POMELO_ERR_INVALID_ARG;
+  }
+  *out = NULL;
+  if (settings) {
+    s = *settings;
+  } else {
+    pomelo_client_settings_default(&s);
+  }
+  s.conn.role = POMELO_ROLE_CLIENT;
+  s.conn.cached_dict_version = NULL; /* the client sends the version of the dict it holds */
+  pm_alloc_init(&a, alloc);
+  cl = pm_calloc(&a, sizeof(*cl));
+  if (!cl) {
+    return POMELO_ERR_NOMEM;
+  }
+  ccb = conn_callbacks;
+  if (s.random) {
+    ccb.random = conn_random; /* WebSocket keys and masks */
+  }
+  rc = pm_conn_shared_new(&cl->sh, &s.conn, &ccb, &a);
+  if (rc) {
+    pm_free(&a, cl);
+    return rc;
+  }
+  cl->alloc = a;
+  cl->set = s;
+  if (callbacks) {
+    cl->cb = *callbacks;
+  }
+  cl->user_data = user_data;
+  cl->state = POMELO_CLIENT_IDLE;
+  cl->reconnect_at = PM_NO_DEADLINE;
+  cl->next_id = 1;
+  pm_idmap_init(&cl->reqs);
+  pm_strmap_init(&cl->handlers);
+  dict_init(&cl->dict);
+  *out = cl;
+  return 0;
+}
+
+void pomelo_client_del(pomelo_client *cl) {
+  pomelo_allocator a;
+  if (!cl) {
+    return;
+  }
+  cl->deleting = 1;
+  cl->state = POMELO_CLIENT_IDLE;
+  cl->reconnect_at = PM_NO_DEADLINE;
+  /* The callbacks may call client functions: with `deleting` set and the state IDLE, connect
+   * and request refuse, so nothing new appears. */
+  fail_list(cl, detach_requests(cl), POMELO_ERR_CLOSED);
+  pomelo_conn_del(cl->conn);
+  cl->depth = 0;
+  reap(cl);
+  pm_strmap_fini(&cl->handlers, &cl->alloc);
+  dict_fini(&cl->dict, &cl->alloc);
+  pm_conn_shared_unref(cl->sh);
+  a = cl->alloc;
+  pm_free(&a, cl);
+}
+
+void *pomelo_client_user_data(const pomelo_client *cl) {
+  return cl->user_data;
+}
+
+pomelo_client_state pomelo_client_get_state(const pomelo_client *cl) {
+  return (pomelo_client_state)cl->state;
+}
+
+int pomelo_client_connect(pomelo_client *cl, uint64_t now) {
+  pomelo_conn *nc, *old = cl->conn;
+  pm_req *list;
+  int rc;
+  if (cl->fatal) {
+    return cl->fatal;
+  }
+  if (cl->deleting) {
+    return POMELO_ERR_STATE;
+  }
+  cl->now = now;
+  /* The old connection may be running the callback that called us: then it cannot be deleted
+   * before that call returns. Make room to park it first, so nothing fails after the switch. */
+  if (old && cl->depth > 0 && cl->nzombies == cl->zombies_cap) {
+    uint32_t ncap = cl->zombies_cap ? 2u * cl->zombies_cap : 2u;
+    pomelo_conn **nz = pm_realloc(&cl->alloc, cl->zombies, (size_t)ncap * sizeof(*nz));
+    if (!nz) {
+      return POMELO_ERR_NOMEM;
+    }
+    cl->zombies = nz;
+    cl->zombies_cap = ncap;
+  }
+  cl->sh->set.cached_dict_version = cl->dict.present ? cl->dict.version : NULL;
+  rc = pm_conn_new_shared(&nc, cl->sh, now, cl);
+  cl->sh->set.cached_dict_version = NULL;
+  if (rc) {
+    return rc;
+  }
+  cl->conn = nc;
+  cl->state = POMELO_CLIENT_CONNECTING;
+  cl->no_reconnect = 0;
+  cl->reconnect_at = PM_NO_DEADLINE;
+  list = detach_requests(cl); /* requests of a connection still alive: dropped with it */
+  if (old) {
+    if (cl->depth > 0) {
+      cl->zombies[cl->nzombies++] = old;
+      pomelo_conn_peer_closed(old); /* stops its running call; its events are ignored */
+    } else {
+      pomelo_conn_del(old);
+    }
+  }
+  fail_list(cl, list, POMELO_ERR_CLOSED);
+  if (cl->conn == nc && pomelo_conn_out_len(nc) && cl->cb.on_output) {
+    cl->cb.on_output(cl, cl->user_data); /* the handshake is queued */
+  }
+  reap(cl);
+  return cl->fatal;
+}
+
+void pomelo_client_disconnect(pomelo_client *cl) {
+  cl->reconnect_at = PM_NO_DEADLINE;
+  cl->attempt = 0;
+  if (cl->conn && pomelo_conn_get_state(cl->conn) < POMELO_CONN_CLOSING) {
+    cl->no_reconnect = 1;
+    cl->depth++;
+    pomelo_conn_close(cl->conn, POMELO_CLOSE_LOCAL); /* on_close: connection_ended */
+    cl->depth--;
+  }
+  cl->state = POMELO_CLIENT_IDLE;
+  reap(cl);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * I/O and time
+ * ------------------------------------------------------------------------------------------- */
+
+int pomelo_client_feed(pomelo_client *cl, const uint8_t *data, size_t len, uint64_t now) {
+  int rc;
+  if (cl->fatal) {
+    return cl->fatal;
+  }
+  if (!data && len) {
+    return POMELO_ERR_INVALID_ARG;
+  }
+  cl->now = now;
+  if (!cl->conn) {
+    return 0;
+  }
+  cl->depth++;
+  rc = pomelo_conn_feed(cl->conn, data, len, now);
+  cl->depth--;
+  reap(cl);
+  if (pomelo_err_is_fatal(rc)) {
+    cl->fatal = rc;
+  }
+  return cl->fatal ? cl->fatal : rc;
+}
+
+int pomelo_client_out_iov(const pomelo_client *cl, struct iovec *iov, int max) {
+  return cl->conn ? pomelo_conn_out_iov(cl->conn, iov, max) : 0;
+}
+
+size_t pomelo_client_out_len(const pomelo_client *cl) {
+  return cl->conn ? pomelo_conn_out_len(cl->conn) : 0;
+}
+
+void pomelo_client_out_consume(pomelo_client *cl, size_t n, uint64_t now) {
+  cl->now = now;
+  if (cl->conn) {
+    pomelo_conn_out_consume(cl->conn, n, now);
+  }
+}
+
+int pomelo_client_wants_close(const pomelo_client *cl) {
+  return cl->conn ? pomelo_conn_wants_close(cl->conn) : 0;
+}
+
+void pomelo_client_peer_closed(pomelo_client *cl, uint64_t now) {
+  cl->now = now;
+  if (cl->conn && pomelo_conn_get_state(cl->conn) < POMELO_CONN_CLOSED) {
+    cl->depth++;
+    pomelo_conn_peer_closed(cl->conn); /* on_close (unless already closing): connection_ended */
+    cl->depth--;
+  } else if (cl->state == POMELO_CLIENT_WAIT_RECONNECT && cl->reconnect_at == PM_NO_DEADLINE) {
+    /* on_reconnect fired and the new socket could not connect: plan the next attempt. */
+    uint64_t at = plan_reconnect(cl, POMELO_CLOSE_PEER);
+    if (cl->cb.on_disconnect) {
+      cl->cb.on_disconnect(cl, POMELO_CLOSE_PEER, at, cl->user_data);
+    }
+  }
+  reap(cl);
+}
+
+uint64_t pomelo_client_expiry(const pomelo_client *cl) {
+  uint64_t t = cl->conn ? pomelo_conn_expiry(cl->conn) : PM_NO_DEADLINE;
+  if (cl->heap_len) {
+    t = PM_MIN(t, cl->heap[0]->deadline);
+  }
+  if (cl->state == POMELO_CLIENT_WAIT_RECONNECT) {
+    t = PM_MIN(t, cl->reconnect_at);
+  }
+  return t;
+}
+
+int pomelo_client_handle_expiry(pomelo_client *cl, uint64_t now) {
+  if (cl->fatal) {
+    return cl->fatal;
+  }
+  cl->now = now;
+  if (cl->conn) {
+    int rc;
+    cl->depth++;
+    rc = pomelo_conn_handle_expiry(cl->conn, now);
+    cl->depth--;
+    if (pomelo_err_is_fatal(rc)) {
+      cl->fatal = rc;
+    }
+  }
+  while (cl->heap_len && cl->heap[0]->deadline <= now) {
+    pm_req *r = cl->heap[0];
+    pm_idmap_del(&cl->reqs, &cl->alloc, r->id);
+    req_forget(cl, r);
+    if (r->cb) {
+      r->cb(cl, POMELO_ERR_TIMEOUT, r->route, r->route_len, NULL, r->data);
+    }
+    pm_free(&cl->alloc, r);
+  }
+  if (cl->state == POMELO_CLIENT_WAIT_RECONNECT && cl->reconnect_at <= now) {
+    cl->reconnect_at = PM_NO_DEADLINE;
+    if (cl->cb.on_reconnect) {
+      cl->cb.on_reconnect(cl, cl->attempt, cl->user_data);
+    }
+  }
+  reap(cl);
+  return cl->fatal;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Requests, notifies, pushes
+ * ------------------------------------------------------------------------------------------- */
+
+/* Fills the route of `m`: the dictionary's code when it has the route, else the string. */
+static void set_route(const pomelo_client *cl, pomelo_msg *m, const char *route, size_t len) {
+  const pm_strmap_ent *e = cl->dict.present ? pm_strmap_get(&cl->dict.r2c, route, len) : NULL;
+  if (e) {
+    m->route_compressed = 1;
+    m->route_code = (uint16_t)e->code;
+  } else {
+    m->route = route;
+    m->route_len = len;
+  }
+}
+
+static int check_send(const pomelo_client *cl, const char *route, size_t route_len,
+                      const uint8_t *body, size_t body_len) {
+  if ((!route && route_len) || (!body && body_len)) {
+    return POMELO_ERR_INVALID_ARG;
+  }
+  if (cl->fatal) {
+    return cl->fatal;
+  }
+  if (cl->state != POMELO_CLIENT_CONNECTED || !cl->conn ||
+      pomelo_conn_get_state(cl->conn) != POMELO_CONN_WORKING) {
+    return POMELO_ERR_STATE;
+  }
+  return 0;
+}
+
+/* Queues `m`, holding back on_output until the caller is done registering. */
+static int send_msg(pomelo_client *cl, const pomelo_msg *m) {
+  int rc;
+  cl->depth++;
+  cl->defer_output++;
+  rc = pomelo_conn_send(cl->conn, m);
+  cl->defer_output--;
+  cl->depth--;
+  if (pomelo_err_is_fatal(rc)) {
+    cl->fatal = rc;
+  }
+  return rc;
+}
+
+/* Runs an on_output held back by send_msg. */
+static void flush_output_event(pomelo_client *cl) {
+  if (cl->output_pending && !cl->defer_output) {
+    cl->output_pending = 0;
+    if (cl->cb.on_output) {
+      cl->cb.on_output(cl, cl->user_data);
+    }
+  }
+}
+
+int pomelo_client_request(pomelo_client *cl, const char *route, size_t route_len,
+                          const uint8_t *body, size_t body_len, uint32_t timeout_ms,
+                          pomelo_response_cb cb, void *req_data, uint64_t now, uint32_t *id_out) {
+  pomelo_msg m;
+  pm_req *r;
+  uint32_t id;
+  int rc = check_send(cl, route, route_len, body, body_len);
+  if (rc) {
+    return rc;
+  }
+  cl->now = now;
+  if (cl->reqs.count >= POMELO_MSG_ID_MAX) {
+    return POMELO_ERR_LIMIT; /* every id is waiting */
+  }
+  if (timeout_ms == 0) {
+    timeout_ms = cl->set.request_timeout_ms;
+  }
+  /* Room first, so nothing can fail once the message is queued. */
+  if ((rc = pm_idmap_reserve(&cl->reqs, &cl->alloc, 1)) != 0 ||
+      (timeout_ms && (rc = heap_reserve(cl)) != 0)) {
+    return rc;
+  }
+  if (route_len > SIZE_MAX - sizeof(*r) - 1u) {
+    return POMELO_ERR_NOMEM;
+  }
+  r = pm_malloc(&cl->alloc, sizeof(*r) + route_len + 1u);
+  if (!r) {
+    return POMELO_ERR_NOMEM;
+  }
+  id = next_free_id(cl);
+  memset(r, 0, sizeof(*r));
+  r->id = id;
+  r->deadline = timeout_ms ? now + timeout_ms : PM_NO_DEADLINE;
+  r->heap_idx = PM_REQ_NO_HEAP;
+  r->cb = cb;
+  r->data = req_data;
+  r->route_len = route_len;
+  if (route_len) {
+    memcpy(r->route, route, route_len);
+  }
+  r->route[route_len] = '\0';
+
+  memset(&m, 0, sizeof m);
+  m.type = POMELO_MSG_REQUEST;
+  m.id = id;
+  m.body = body;
+  m.body_len = body_len;
+  set_route(cl, &m, r->route, route_len);
+  rc = send_msg(cl, &m);
+  if (rc) {
+    pm_free(&cl->alloc, r);
+    reap(cl);
+    return rc;
+  }
+  pm_idmap_put(&cl->reqs, id, r);
+  if (r->deadline != PM_NO_DEADLINE) {
+    heap_push(cl, r);
+  }
+  r->prev = cl->last;
+  if (cl->last) {
+    cl->last->next = r;
+  } else {
+    cl->first = r;
+  }
+  cl->last = r;
+  cl->next_id = id + 1u; /* next_free_id wraps past POMELO_MSG_ID_MAX */
+  if (id_out) {
+    *id_out = id;
+  }
+  flush_output_event(cl);
+  reap(cl);
+  return 0;
+}
+
+int pomelo_client_notify(pomelo_client *cl, const char *route, size_t route_len,
+                         const uint8_t *body, size_t body_len) {
+  pomelo_msg m;
+  int rc = check_send(cl, route, route_len, body, body_len);
+  if (rc) {
+    return rc;
+  }
+  memset(&m, 0, sizeof m);
+  m.type = POMELO_MSG_NOTIFY;
+  m.body = body;
+  m.body_len = body_len;
+  set_route(cl, &m, route, route_len);
+  rc = send_msg(cl, &m);
+  if (rc == 0) {
+    flush_output_event(cl);
+  }
+  reap(cl);
+  return rc;
+}
+
+int pomelo_client_on(pomelo_client *cl, const char *route, size_t route_len, pomelo_push_cb cb,
+                     void *user_data) {
+  pm_strmap_ent *e;
+  if (!cl || (!route && route_len)) {
+    return POMELO_ERR_INVALID_ARG;
+  }
+  if (!route) {
+    route = "";
+  }
+  if (!cb) {
+    pm_strmap_del(&cl->handlers, &cl->alloc, route, route_len);
+    return 0;
+  }
+  e = pm_strmap_upsert(&cl->handlers, &cl->alloc, route, route_len);
+  if (!e) {
+    return POMELO_ERR_NOMEM;
+  }
+  e->cb = cb;
+  e->ud = user_data;
+  return 0;
+}
+
+size_t pomelo_client_pending(const pomelo_client *cl) {
+  return cl->reqs.count;
+}
