@@ -81,7 +81,8 @@ static void ws_run_input(int client, const uint8_t *prefix, size_t plen, const u
   }
   if (client) {
     static const uint8_t nonce[16] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
-    ws_run scratch;
+    static ws_run scratch;
+    memset(&scratch, 0, sizeof scratch);
     io.ctx = &scratch;
     pm_ws_client_start(ws, "h", "/", nonce, &io); /* the request is not part of the record */
     io.ctx = r;

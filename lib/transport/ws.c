@@ -427,14 +427,15 @@ static int fail(pm_ws *ws, const pm_ws_io *io, uint16_t code, int err) {
   return rc ? rc : err;
 }
 
-/* Incremental UTF-8 check of text-message bytes (RFC 3629). Returns 0 or -1. */
-static int utf8_step(pm_ws *ws, const uint8_t *p, size_t n) {
+/* Incremental UTF-8 check of text-message bytes (RFC 3629). Returns how many bytes passed: n,
+ * or the offset of the first invalid byte. */
+static size_t utf8_step(pm_ws *ws, const uint8_t *p, size_t n) {
   size_t i;
   for (i = 0; i < n; i++) {
     uint8_t b = p[i];
     if (ws->utf8_need) {
       if (b < ws->utf8_lo || b > ws->utf8_hi) {
-        return -1;
+        return i;
       }
       ws->utf8_need--;
       ws->utf8_lo = 0x80;
@@ -463,10 +464,10 @@ static int utf8_step(pm_ws *ws, const uint8_t *p, size_t n) {
         ws->utf8_hi = 0x8f;
       }
     } else {
-      return -1;
+      return i;
     }
   }
-  return 0;
+  return n;
 }
 
 static int valid_close_code(unsigned code) {
@@ -495,7 +496,7 @@ static int control_frame(pm_ws *ws, const pm_ws_io *io) {
       return fail(ws, io, PM_WS_CLOSE_PROTOCOL, POMELO_ERR_WS_PROTOCOL);
     }
     memset(&tmp, 0, sizeof tmp);
-    if (utf8_step(&tmp, ws->ctl + 2, ws->ctl_len - 2u) != 0 || tmp.utf8_need) {
+    if (utf8_step(&tmp, ws->ctl + 2, ws->ctl_len - 2u) != ws->ctl_len - 2u || tmp.utf8_need) {
       return fail(ws, io, PM_WS_CLOSE_INVALID_DATA, POMELO_ERR_WS_UTF8);
     }
     pm_ws_send_close(ws, (uint16_t)code, io);
@@ -593,6 +594,17 @@ static int frame_end(pm_ws *ws, const pm_ws_io *io) {
   return 0;
 }
 
+/* Hands data-message bytes on; in a text message only the bytes before the first invalid UTF-8
+ * byte, then the connection fails with 1007 (the same bytes however the input was split). */
+static int deliver(pm_ws *ws, const pm_ws_io *io, const uint8_t *p, size_t n) {
+  size_t ok = ws->msg_op == PM_WS_OP_TEXT ? utf8_step(ws, p, n) : n;
+  int rc = ok ? io->payload(io->ctx, p, ok) : 0;
+  if (rc) {
+    return rc;
+  }
+  return ok < n ? fail(ws, io, PM_WS_CLOSE_INVALID_DATA, POMELO_ERR_WS_UTF8) : 0;
+}
+
 static int feed_frames(pm_ws *ws, const uint8_t *in, size_t len, const pm_ws_io *io) {
   size_t i = 0;
   int rc;
@@ -617,10 +629,7 @@ static int feed_frames(pm_ws *ws, const uint8_t *in, size_t len, const pm_ws_io 
         }
         ws->ctl_len = (uint8_t)(ws->ctl_len + take);
       } else if (!ws->masked) {
-        if (ws->msg_op == PM_WS_OP_TEXT && utf8_step(ws, in + i, take) != 0) {
-          return fail(ws, io, PM_WS_CLOSE_INVALID_DATA, POMELO_ERR_WS_UTF8);
-        }
-        rc = io->payload(io->ctx, in + i, take);
+        rc = deliver(ws, io, in + i, take);
         if (rc) {
           return rc;
         }
@@ -632,10 +641,7 @@ static int feed_frames(pm_ws *ws, const uint8_t *in, size_t len, const pm_ws_io 
           size_t n = PM_MIN(take - done, sizeof chunk);
           memcpy(chunk, in + i + done, n);
           pm_ws_mask(chunk, n, ws->mask, ws->pos + done);
-          if (ws->msg_op == PM_WS_OP_TEXT && utf8_step(ws, chunk, n) != 0) {
-            return fail(ws, io, PM_WS_CLOSE_INVALID_DATA, POMELO_ERR_WS_UTF8);
-          }
-          rc = io->payload(io->ctx, chunk, n);
+          rc = deliver(ws, io, chunk, n);
           if (rc) {
             return rc;
           }
