@@ -1090,7 +1090,8 @@ static void pump(pomelo_client *cl, pomelo_conn *sv, uint64_t now) {
   }
 }
 
-static void test_against_our_server(void) {
+/* `ws`: over WebSocket (the server sniffs the upgrade, as the real hybrid connector does). */
+static void test_against_our_server(int ws) {
   static const char dict[] = "{\"chat.chatHandler.send\":1,\"connector.entryHandler.enter\":2,"
                              "\"gate.gateHandler.queryEntry\":3}";
   static const char c2r[] =
@@ -1099,11 +1100,23 @@ static void test_against_our_server(void) {
   pomelo_conn_settings ss;
   pomelo_conn_callbacks scb;
   pomelo_conn *sv = NULL;
-  pomelo_client *cl = new_client(NULL, NULL);
+  pomelo_client_settings cs;
+  pomelo_client *cl;
+  const char *tr = ws ? "ws" : "tcp";
   srv_rec sr;
   uint64_t now = 0;
   int k, alive = 1;
 
+  pomelo_client_settings_default(&cs);
+  if (ws) {
+    cs.conn.transport = POMELO_TRANSPORT_WS;
+    cs.random = cb_random;
+  }
+  cl = new_client(&cs, NULL);
+  if (!cl) {
+    ok(ws, "%s: a client (WebSocket unsupported by this build)", tr);
+    return;
+  }
   memset(&sr, 0, sizeof sr);
   memset(&scb, 0, sizeof scb);
   scb.on_message = srv_on_message;
@@ -1117,8 +1130,10 @@ static void test_against_our_server(void) {
     pomelo_conn_new(&sv, &ss, &scb, NULL, now, &sr);
     pomelo_client_connect(cl, now);
     pump(cl, sv, now);
-    is_int(pomelo_client_get_state(cl), POMELO_CLIENT_CONNECTED, "connect %d: connected", k + 1);
-    is_int(pomelo_conn_get_state(sv), POMELO_CONN_WORKING, "connect %d: server working", k + 1);
+    is_int(pomelo_client_get_state(cl), POMELO_CLIENT_CONNECTED, "%s connect %d: connected", tr,
+           k + 1);
+    is_int(pomelo_conn_get_state(sv), POMELO_CONN_WORKING, "%s connect %d: server working", tr,
+           k + 1);
     request(cl, "connector.entryHandler.enter", "{}", 0, "E", now, NULL);
     request(cl, "area.playerHandler.move", "{}", 0, "M", now, NULL);
     pump(cl, sv, now);
@@ -1126,8 +1141,9 @@ static void test_against_our_server(void) {
              "connected 1\nresponse E connector.entryHandler.enter #%d {\"code\":200}\n"
              "response M area.playerHandler.move #%d {\"code\":200}\n",
              2 * k + 1, 2 * k + 2);
-    is_str(take_log(), want, "connect %d: both answered", k + 1);
-    is_str(sr.routes, "2,area.playerHandler.move,", "connect %d: the server got code 2", k + 1);
+    is_str(take_log(), want, "%s connect %d: both answered", tr, k + 1);
+    is_str(sr.routes, "2,area.playerHandler.move,", "%s connect %d: the server got code 2", tr,
+           k + 1);
     sr.routes[0] = '\0';
     if (k == 0) {
       pomelo_conn_del(sv);
@@ -1151,8 +1167,8 @@ static void test_against_our_server(void) {
       break;
     }
   }
-  ok(alive, "heartbeats keep both alive for a minute");
-  is_str(take_log(), "", "no events meanwhile");
+  ok(alive, "%s: heartbeats keep both alive for a minute", tr);
+  is_str(take_log(), "", "%s: no events meanwhile", tr);
   pomelo_conn_del(sv);
   pomelo_client_del(cl);
 }
@@ -1293,7 +1309,8 @@ int main(void) {
   test_disconnect();
   test_reentrancy();
   test_splits();
-  test_against_our_server();
+  test_against_our_server(0);
+  test_against_our_server(1);
   test_settings();
   test_nomem();
   return done_testing();

@@ -196,7 +196,8 @@ static const char *UPGRADE =
     "permessage-deflate; client_max_window_bits\r\n\r\n";
 static const char *RESP101 =
     "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: "
-    "Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
+    "Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"
+    "Sec-WebSocket-Protocol: chat\r\n\r\n";
 static const char *HS = "{\"sys\":{\"type\":\"js-websocket\",\"version\":\"0.0.1\"}}";
 
 /* The client side of a session: upgrade, handshake, ACK, heartbeat, a request (fragmented), a

@@ -51,6 +51,11 @@ uint64_t pm_client_reconnect_delay(const pomelo_client *cl, uint32_t attempt) {
   return d;
 }
 
+/* now + ms, saturated below PM_NO_DEADLINE (which means "none"). */
+static uint64_t deadline_after(uint64_t now, uint64_t ms) {
+  return now >= PM_NO_DEADLINE - 1u - ms ? PM_NO_DEADLINE - 1u : now + ms;
+}
+
 /* ---------------------------------------------------------------------------------------------
  * The deadline heap
  * ------------------------------------------------------------------------------------------- */
@@ -424,10 +429,7 @@ static uint64_t plan_reconnect(pomelo_client *cl, int reason) {
   }
   cl->attempt++;
   cl->state = POMELO_CLIENT_WAIT_RECONNECT;
-  cl->reconnect_at = cl->now + pm_client_reconnect_delay(cl, cl->attempt);
-  if (cl->reconnect_at == PM_NO_DEADLINE) {
-    cl->reconnect_at--; /* PM_NO_DEADLINE means "none" */
-  }
+  cl->reconnect_at = deadline_after(cl->now, pm_client_reconnect_delay(cl, cl->attempt));
   return cl->reconnect_at;
 }
 
@@ -902,7 +904,7 @@ int pomelo_client_request(pomelo_client *cl, const char *route, size_t route_len
   id = next_free_id(cl);
   memset(r, 0, sizeof(*r));
   r->id = id;
-  r->deadline = timeout_ms ? now + timeout_ms : PM_NO_DEADLINE;
+  r->deadline = timeout_ms ? deadline_after(now, timeout_ms) : PM_NO_DEADLINE;
   r->heap_idx = PM_REQ_NO_HEAP;
   r->cb = cb;
   r->data = req_data;

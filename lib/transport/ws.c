@@ -172,8 +172,9 @@ static int has_token(const char *v, size_t len, const char *token) {
 typedef struct head {
   const char *line; /* request or status line */
   size_t line_len;
-  const char *upgrade, *connection, *key, *version, *origin, *accept, *extensions;
-  size_t upgrade_len, connection_len, key_len, version_len, origin_len, accept_len, ext_len;
+  const char *upgrade, *connection, *key, *version, *origin, *accept, *extensions, *protocol;
+  size_t upgrade_len, connection_len, key_len, version_len, origin_len, accept_len, ext_len,
+      protocol_len;
   int dup; /* a header we care about appeared twice */
 } head;
 
@@ -241,6 +242,11 @@ static int parse_head(const char *p, size_t len, head *h) {
       set_header(h, &h->origin, &h->origin_len, v, vlen);
     } else if (ieq(p + i, j, "sec-websocket-accept")) {
       set_header(h, &h->accept, &h->accept_len, v, vlen);
+    } else if (ieq(p + i, j, "sec-websocket-protocol")) {
+      if (!h->protocol) {
+        h->protocol = v; /* the first offer; repeated headers only add later choices */
+        h->protocol_len = vlen;
+      }
     } else if (ieq(p + i, j, "sec-websocket-extensions")) {
       h->extensions = v; /* may repeat; only noted */
       h->ext_len = vlen;
@@ -248,6 +254,19 @@ static int parse_head(const char *p, size_t len, head *h) {
     i = end + 2;
   }
   return 0;
+}
+
+/* The length of the first comma-separated token of a header value, if it is a valid RFC 7230
+ * token of at most 128 bytes; else 0. */
+static size_t first_token(const char *v, size_t len) {
+  size_t i;
+  for (i = 0; i < len && v[i] != ',' && v[i] != ' ' && v[i] != '\t'; i++) {
+    unsigned char ch = (unsigned char)v[i];
+    if (ch <= 0x20 || ch >= 0x7f || strchr("\"(),/:;<=>?@[\\]{}", ch)) {
+      return 0;
+    }
+  }
+  return i <= 128 ? i : 0;
 }
 
 static int send_http_error(pm_ws *ws, const pm_ws_io *io, int status, const char *reason) {
@@ -277,7 +296,8 @@ static int server_upgrade(pm_ws *ws, const char *p, size_t len, const pm_ws_io *
   const char *line, *path, *sp;
   size_t line_len, path_len;
   uint8_t nonce[16];
-  char accept[29], resp[256];
+  char accept[29], resp[512];
+  size_t proto_len;
   int n, rc;
   if (parse_head(p, len, &h) != 0) {
     send_http_error(ws, io, 400, "malformed HTTP request");
@@ -320,11 +340,18 @@ static int server_upgrade(pm_ws *ws, const char *p, size_t len, const pm_ws_io *
     }
   }
   /* permessage-deflate and any other extension offered is declined by not answering it. */
+  /* A subprotocol offer is answered with its first token, as the real server (ws 1.1.1) does:
+   * RFC 6455 clients fail a connection whose 101 ignores the protocol they asked for. */
+  proto_len = first_token(h.protocol, h.protocol_len);
   pm_ws_accept_key(h.key, h.key_len, accept);
   n = snprintf(resp, sizeof resp,
                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: "
-               "Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n",
-               accept);
+               "Upgrade\r\nSec-WebSocket-Accept: %s\r\n%s%.*s%s\r\n",
+               accept, proto_len ? "Sec-WebSocket-Protocol: " : "", (int)proto_len,
+               proto_len ? h.protocol : "", proto_len ? "\r\n" : "");
+  if (n < 0 || (size_t)n >= sizeof resp) {
+    return POMELO_ERR_INTERNAL;
+  }
   rc = io->send(io->ctx, (const uint8_t *)resp, (size_t)n);
   if (rc) {
     return rc;

@@ -395,16 +395,24 @@ async function main() {
     ['kicked by the server', checkKick],
     ['cannot connect', checkCannotConnect],
   ];
-  const results = await Promise.allSettled(checks.map(([, fn]) => fn(srv)));
+  const took = [];
+  const results = await Promise.allSettled(checks.map(async ([, fn], i) => {
+    const t = Date.now();
+    try {
+      return await fn(srv);
+    } finally {
+      took[i] = ((Date.now() - t) / 1000).toFixed(1) + ' s';
+    }
+  }));
   await srv.stop();
   console.log('1..' + checks.length);
   let failed = 0;
   results.forEach((res, i) => {
     if (res.status === 'fulfilled') {
-      console.log('ok ' + (i + 1) + ' - ' + checks[i][0] + ': ' + res.value);
+      console.log('ok ' + (i + 1) + ' - ' + checks[i][0] + ': ' + res.value + ' (' + took[i] + ')');
     } else {
       failed++;
-      console.log('not ok ' + (i + 1) + ' - ' + checks[i][0]);
+      console.log('not ok ' + (i + 1) + ' - ' + checks[i][0] + ' (' + took[i] + ')');
       console.log(String(res.reason && res.reason.message).replace(/^/gm, '# '));
     }
   });

@@ -18,13 +18,14 @@
 // 2. game-server/node_modules is a symlink to this folder's node_modules (the pinned pomelo).
 // 3. config/servers.json and config/master.json get free ports chosen now; the handler
 //    app/servers/connector/handler/testHandler.js (TEST_HANDLER below) is added.
-// 4. `node app.js` (the master, which forks the connector) starts in a new session (setsid), with
+// 4. `node app.js` (the master, which forks the connector) starts in a new session (spawn's
+//    `detached`, i.e. setsid(2): the pid is the process group to kill), with
 //    NODE_OPTIONS=--require=shim.js (spec Appendix B: loopback-only listen, and the raw-TCP write
 //    fix without which pomelo 2.2.7 cannot send on raw TCP under modern Node). The shim also
 //    makes every server process exit when this process is gone or after PEER_MAX_SECONDS.
 // 5. Ready when the client port answers a handshake (30 s at most). One more try with other
 //    ports if the first fails (a port taken in between).
-// 6. stop(): SIGTERM then SIGKILL to the whole process group; also run on exit and on signals.
+// 6. stop(): SIGKILL to the whole process group; also done on exit and on signals.
 'use strict';
 
 const childProcess = require('child_process');
@@ -157,10 +158,6 @@ function killGroup(pid, signal) {
   }
 }
 
-function groupAlive(pid) {
-  return killGroup(pid, 0);
-}
-
 process.on('exit', () => {
   for (const srv of running) {
     killGroup(srv.pid, 'SIGKILL');
@@ -207,11 +204,7 @@ async function startOnce(opts) {
   running.add(srv);
   srv.stop = async () => {
     if (srv.pid) {
-      killGroup(srv.pid, 'SIGTERM');
-      for (let i = 0; i < 20 && groupAlive(srv.pid); i++) {
-        await sleep(100);
-      }
-      killGroup(srv.pid, 'SIGKILL');
+      killGroup(srv.pid, 'SIGKILL'); // test servers: nothing to save
     }
     running.delete(srv);
     if (!srv.keep) {

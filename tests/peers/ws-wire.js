@@ -1,0 +1,241 @@
+// Helpers shared by the WebSocket peer tests (ws-jsclient.js, ws-node.js); not a test itself.
+//
+// - startEcho(path, args): runs examples/pomelo-echo on 127.0.0.1, port 0, and resolves once it
+//   printed "listening on H:P"; stop() sends SIGTERM and resolves with its exit status (0 when
+//   it stopped cleanly, so a sanitizer report in an ASan build fails the test).
+// - startRelay(host, port): a TCP relay in front of a server that records both byte streams, as
+//   they were on the wire, and parses them as an HTTP upgrade followed by WebSocket frames
+//   (WsParser), so a test can check what a client and a server really sent, and when.
+// - WsParser: an incremental parser of one direction of a WebSocket connection.
+// - packages(buf): the Pomelo packages in a buffer (whole ones only; the rest is reported).
+'use strict';
+
+const childProcess = require('child_process');
+const net = require('net');
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, Math.max(0, ms)));
+
+function startEcho(echoPath, extraArgs = []) {
+  return new Promise((resolve, reject) => {
+    const args = ['--host', '127.0.0.1', '--port', '0'].concat(extraArgs);
+    const child = childProcess.spawn(echoPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    let started = false;
+    const timer = setTimeout(() => {
+      reject(new Error('pomelo-echo did not print "listening on" in 10 s'));
+    }, 10000);
+    const exited = new Promise((res) => child.on('exit', (code, sig) => res(sig || code)));
+    child.stderr.on('data', (d) => (err += d));
+    child.stdout.on('data', (d) => {
+      out += d;
+      const m = /^listening on (\S+):(\d+)$/m.exec(out);
+      if (m && !started) {
+        started = true;
+        clearTimeout(timer);
+        resolve({
+          child,
+          exited,
+          host: m[1],
+          port: Number(m[2]),
+          stderr: () => err,
+          // SIGTERM, then the exit status (a string when it did not exit in 5 s).
+          stop: async () => {
+            child.kill('SIGTERM');
+            return Promise.race([exited, sleep(5000).then(() => 'no exit in 5 s')]);
+          },
+        });
+      }
+    });
+    child.on('error', (e) => (clearTimeout(timer), reject(e)));
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      if (!started) {
+        reject(new Error('pomelo-echo exited (' + code + '): ' + err));
+      }
+    });
+    process.on('exit', () => child.kill('SIGKILL'));
+  });
+}
+
+// Incremental parser of one direction: an HTTP head (request or response), then frames.
+// push(chunk, t) returns the frames completed by this chunk: {t, fin, rsv, opcode, masked,
+// payload (unmasked)}; t is the time of the chunk that completed the frame. After a non-101
+// response (or when the head is not an upgrade) the rest is kept as `body`.
+class WsParser {
+  constructor() {
+    this.buf = Buffer.alloc(0);
+    this.head = null;
+    this.body = Buffer.alloc(0);
+    this.frames = [];
+    this.framing = false;
+  }
+
+  push(chunk, t) {
+    const done = [];
+    this.buf = Buffer.concat([this.buf, chunk]);
+    if (this.head === null) {
+      const end = this.buf.indexOf('\r\n\r\n');
+      if (end < 0) {
+        return done;
+      }
+      this.head = this.buf.subarray(0, end).toString('latin1');
+      this.buf = this.buf.subarray(end + 4);
+      this.framing = /^GET /.test(this.head) || /^HTTP\/1\.1 101 /.test(this.head);
+    }
+    if (!this.framing) {
+      this.body = Buffer.concat([this.body, this.buf]);
+      this.buf = Buffer.alloc(0);
+      return done;
+    }
+    for (;;) {
+      const b = this.buf;
+      if (b.length < 2) {
+        break;
+      }
+      const masked = (b[1] & 0x80) !== 0;
+      let len = b[1] & 0x7f;
+      let off = 2;
+      if (len === 126) {
+        if (b.length < 4) {
+          break;
+        }
+        len = b.readUInt16BE(2);
+        off = 4;
+      } else if (len === 127) {
+        if (b.length < 10) {
+          break;
+        }
+        len = Number(b.readBigUInt64BE(2));
+        off = 10;
+      }
+      const maskOff = off;
+      if (masked) {
+        off += 4;
+      }
+      if (b.length < off + len) {
+        break;
+      }
+      const payload = Buffer.from(b.subarray(off, off + len));
+      if (masked) {
+        for (let i = 0; i < len; i++) {
+          payload[i] ^= b[maskOff + (i & 3)];
+        }
+      }
+      const f = {
+        t,
+        fin: (b[0] & 0x80) !== 0,
+        rsv: (b[0] >> 4) & 7,
+        opcode: b[0] & 0x0f,
+        masked,
+        payload,
+      };
+      this.frames.push(f);
+      done.push(f);
+      this.buf = b.subarray(off + len);
+    }
+    return done;
+  }
+
+  // The data messages (continuations joined): {t (of the last frame), opcode, frames, payload}.
+  messages() {
+    const out = [];
+    let cur = null;
+    for (const f of this.frames) {
+      if (f.opcode >= 8) {
+        continue;
+      }
+      if (f.opcode !== 0) {
+        cur = { opcode: f.opcode, frames: 0, parts: [] };
+      }
+      if (!cur) {
+        continue;
+      }
+      cur.frames++;
+      cur.parts.push(f.payload);
+      if (f.fin) {
+        out.push({ t: f.t, opcode: cur.opcode, frames: cur.frames,
+                   payload: Buffer.concat(cur.parts) });
+        cur = null;
+      }
+    }
+    return out;
+  }
+
+  // The close frame, if any: {t, code (null without one), reason}.
+  closeFrame() {
+    const f = this.frames.find((x) => x.opcode === 8);
+    if (!f) {
+      return null;
+    }
+    return {
+      t: f.t,
+      code: f.payload.length >= 2 ? f.payload.readUInt16BE(0) : null,
+      reason: f.payload.subarray(2).toString('utf8'),
+    };
+  }
+}
+
+// The whole Pomelo packages in `buf`: {packages: [{type, body}], rest: bytes left over}.
+function packages(buf) {
+  const out = [];
+  let off = 0;
+  while (buf.length - off >= 4) {
+    const len = (buf[off + 1] << 16) | (buf[off + 2] << 8) | buf[off + 3];
+    if (buf.length - off < 4 + len) {
+      break;
+    }
+    out.push({ type: buf[off], body: buf.subarray(off + 4, off + 4 + len) });
+    off += 4 + len;
+  }
+  return { packages: out, rest: buf.length - off };
+}
+
+// A relay on 127.0.0.1 in front of host:port. Every accepted connection becomes an entry of
+// `conns`: {c2s, s2c (WsParsers), clientEndAt, serverEndAt (ms since the relay started, when
+// that side ended or closed its half; null while open)}.
+function startRelay(host, port) {
+  return new Promise((resolve, reject) => {
+    const t0 = Date.now();
+    const conns = [];
+    const sockets = new Set();
+    const server = net.createServer((down) => {
+      const c = { c2s: new WsParser(), s2c: new WsParser(), clientEndAt: null, serverEndAt: null };
+      conns.push(c);
+      const up = net.connect(port, host);
+      sockets.add(down);
+      sockets.add(up);
+      const now = () => Date.now() - t0;
+      down.on('data', (d) => (c.c2s.push(d, now()), up.write(d)));
+      up.on('data', (d) => (c.s2c.push(d, now()), down.write(d)));
+      const ended = (side, other) => () => {
+        if (c[side] === null) {
+          c[side] = now();
+        }
+        other.end();
+      };
+      down.on('end', ended('clientEndAt', up));
+      up.on('end', ended('serverEndAt', down));
+      down.on('close', () => (ended('clientEndAt', up)(), up.destroy()));
+      up.on('close', () => (ended('serverEndAt', down)(), down.destroy()));
+      down.on('error', () => {});
+      up.on('error', () => {});
+    });
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      resolve({
+        port: server.address().port,
+        conns,
+        now: () => Date.now() - t0,
+        close: () => {
+          for (const s of sockets) {
+            s.destroy();
+          }
+          server.close();
+        },
+      });
+    });
+  });
+}
+
+module.exports = { sleep, startEcho, startRelay, WsParser, packages };
