@@ -9,6 +9,7 @@
 #include <pomelo/json.h>
 #include <pomelo/transport.h>
 #include <pomelo/conn.h>
+#include <pomelo/server.h>
 #include <pomelo/client.h>
 
 #endif /* POMELO_POMELO_H */

@@ -530,8 +530,8 @@ static void on_push(pomelo_client *cl, const pomelo_msg *m) {
     }
   }
   e = pm_strmap_get(&cl->handlers, route, len);
-  if (e && e->cb) {
-    cb = e->cb;
+  if (e && e->fn) {
+    cb = (pomelo_push_cb)e->fn;
     ud = e->ud;
   }
   if (cb) {
@@ -983,7 +983,7 @@ int pomelo_client_on(pomelo_client *cl, const char *route, size_t route_len, pom
   if (!e) {
     return POMELO_ERR_NOMEM;
   }
-  e->cb = cb;
+  e->fn = (pm_fn)cb;
   e->ud = user_data;
   return 0;
 }

@@ -6,7 +6,7 @@
 
 #include <pomelo/client.h>
 
-#include "client/map.h"
+#include "core/map.h"
 #include "conn/conn_int.h"
 #include "core/core.h"
 

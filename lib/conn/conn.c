@@ -183,7 +183,7 @@ static int enqueue_masked(pomelo_conn *c, int opcode, const uint8_t *data, size_
  * in the connection's transport: as they are on TCP, as one binary message on WebSocket. A
  * server-side WebSocket header goes into the frame's headroom, so a frame shared by many
  * WebSocket connections carries one header for all of them. */
-static int enqueue(pomelo_conn *c, pomelo_frame *f, const uint8_t *data, size_t len) {
+static int enqueue_framed(pomelo_conn *c, pomelo_frame *f, const uint8_t *data, size_t len) {
   uint8_t h[PM_WS_HEAD_MAX], *p;
   size_t hl;
   pomelo_frame *nf;
@@ -212,6 +212,14 @@ static int enqueue(pomelo_conn *c, pomelo_frame *f, const uint8_t *data, size_t 
   memcpy(p + hl, data, len);
   rc = enqueue_raw(c, nf, p, hl + len);
   pomelo_frame_unref(nf);
+  return rc;
+}
+
+static int enqueue(pomelo_conn *c, pomelo_frame *f, const uint8_t *data, size_t len) {
+  int rc = enqueue_framed(c, f, data, len);
+  if (rc == 0 && c->sh->counters) {
+    c->sh->counters->packages_out++;
+  }
   return rc;
 }
 
@@ -384,6 +392,10 @@ int pomelo_conn_close_reason(const pomelo_conn *c) {
 
 uint32_t pomelo_conn_heartbeat_interval(const pomelo_conn *c) {
   return c->hb_interval;
+}
+
+void pm_conn_abort(pomelo_conn *c, int reason) {
+  close_now(c, reason);
 }
 
 void pomelo_conn_peer_closed(pomelo_conn *c) {
@@ -628,6 +640,9 @@ static int server_heartbeat(pomelo_conn *c, uint64_t now) {
 static int deliver(pomelo_conn *c, const pomelo_pkg *p) {
   pomelo_msg m;
   if (pomelo_msg_decode(p->body, p->body_len, &m) != 0) {
+    if (c->sh->counters) {
+      c->sh->counters->messages_dropped++;
+    }
     return 0; /* a malformed message is dropped, like a request the real server cannot route */
   }
   if (c->sh->cb.on_message) {
@@ -866,6 +881,9 @@ static int feed_packages(pomelo_conn *c, const uint8_t *data, size_t len, uint64
         close_now(c, POMELO_CLOSE_PROTOCOL_ERROR);
       }
       return rc;
+    }
+    if (c->sh->counters) {
+      c->sh->counters->packages_in++;
     }
     rc = c->role == POMELO_ROLE_SERVER ? server_package(c, &p, now) : client_package(c, &p, now);
     if (rc < 0) {

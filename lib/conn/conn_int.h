@@ -10,12 +10,20 @@
 #include "conn/outq.h"
 #include "core/core.h"
 
+/* Package counters a server keeps for all its connections. */
+typedef struct pm_conn_counters {
+  uint64_t packages_in;
+  uint64_t packages_out;
+  uint64_t messages_dropped; /* malformed DATA messages */
+} pm_conn_counters;
+
 /* What connections made with the same settings share (a server's connections share one). */
 typedef struct pm_conn_shared {
   pomelo_conn_settings set;
   pomelo_conn_callbacks cb;
   pomelo_allocator alloc;
   uint32_t refs;
+  pm_conn_counters *counters; /* NULL, or where to count packages */
 } pm_conn_shared;
 
 #define PM_NO_DEADLINE UINT64_MAX
@@ -50,5 +58,8 @@ int pm_conn_new_shared(pomelo_conn **out, pm_conn_shared *sh, uint64_t now, void
 int pm_conn_shared_new(pm_conn_shared **out, const pomelo_conn_settings *settings,
                        const pomelo_conn_callbacks *callbacks, const pomelo_allocator *alloc);
 void pm_conn_shared_unref(pm_conn_shared *sh);
+/* Closes at once with `reason` (queued output dropped; over WebSocket a close frame is still
+ * flushed), as a timeout does. */
+void pm_conn_abort(pomelo_conn *c, int reason);
 
 #endif /* POMELO_LIB_CONN_INT_H */

@@ -1,7 +1,7 @@
-/* The client's hash maps: open addressing, linear probing, backward-shift deletion (map.h).
+/* Hash maps: open addressing, linear probing, backward-shift deletion (map.h).
  * SPDX-License-Identifier: MIT
  */
-#include "client/map.h"
+#include "core/map.h"
 
 #define PM_MAP_MIN_CAP 8u
 #define PM_MAP_MAX_CAP (1u << 30)
@@ -40,6 +40,11 @@ static uint32_t cap_for(uint32_t cap, uint32_t n) {
   return c;
 }
 
+/* A 64-bit key folded to the 32-bit hash slot_of spreads. */
+static uint32_t id_hash(uint64_t key) {
+  return (uint32_t)key ^ (uint32_t)(key >> 32) * 0x85EBCA6Bu;
+}
+
 /* ---------------------------------------------------------------------------------------------
  * pm_idmap
  * ------------------------------------------------------------------------------------------- */
@@ -70,7 +75,7 @@ static int id_rehash(pm_idmap *m, const pomelo_allocator *a, uint32_t ncap) {
     if (!m->slots[i].key) {
       continue;
     }
-    j = slot_of(m->slots[i].key, ncap);
+    j = slot_of(id_hash(m->slots[i].key), ncap);
     while (ns[j].key) {
       j = (j + 1u) & (ncap - 1u);
     }
@@ -95,15 +100,15 @@ int pm_idmap_reserve(pm_idmap *m, const pomelo_allocator *a, uint32_t extra) {
 }
 
 /* The slot holding `key`, or the empty slot where it would go. Needs cap > 0. */
-static uint32_t id_find(const pm_idmap *m, uint32_t key) {
-  uint32_t j = slot_of(key, m->cap);
+static uint32_t id_find(const pm_idmap *m, uint64_t key) {
+  uint32_t j = slot_of(id_hash(key), m->cap);
   while (m->slots[j].key && m->slots[j].key != key) {
     j = (j + 1u) & (m->cap - 1u);
   }
   return j;
 }
 
-void *pm_idmap_get(const pm_idmap *m, uint32_t key) {
+void *pm_idmap_get(const pm_idmap *m, uint64_t key) {
   uint32_t j;
   if (!m->cap || !key) {
     return NULL;
@@ -112,7 +117,7 @@ void *pm_idmap_get(const pm_idmap *m, uint32_t key) {
   return m->slots[j].key ? m->slots[j].val : NULL;
 }
 
-void *pm_idmap_put(pm_idmap *m, uint32_t key, void *val) {
+void *pm_idmap_put(pm_idmap *m, uint64_t key, void *val) {
   uint32_t j = id_find(m, key);
   void *old = NULL;
   if (m->slots[j].key) {
@@ -125,7 +130,7 @@ void *pm_idmap_put(pm_idmap *m, uint32_t key, void *val) {
   return old;
 }
 
-void *pm_idmap_del(pm_idmap *m, const pomelo_allocator *a, uint32_t key) {
+void *pm_idmap_del(pm_idmap *m, const pomelo_allocator *a, uint64_t key) {
   uint32_t hole, j, mask;
   void *val;
   if (!m->cap || !key) {
@@ -138,7 +143,7 @@ void *pm_idmap_del(pm_idmap *m, const pomelo_allocator *a, uint32_t key) {
   val = m->slots[hole].val;
   mask = m->cap - 1u;
   for (j = (hole + 1u) & mask; m->slots[j].key; j = (j + 1u) & mask) {
-    if (may_fill(hole, j, slot_of(m->slots[j].key, m->cap))) {
+    if (may_fill(hole, j, slot_of(id_hash(m->slots[j].key), m->cap))) {
       m->slots[hole] = m->slots[j];
       hole = j;
     }
@@ -284,7 +289,7 @@ void pm_strmap_del(pm_strmap *m, const pomelo_allocator *a, const char *key, siz
   memset(&m->slots[hole], 0, sizeof(m->slots[hole]));
   m->count--;
   if (m->count == 0) {
-    pm_strmap_fini(m, a); /* no handlers left: no table */
+    pm_strmap_fini(m, a); /* empty: no table */
   } else if (m->cap > PM_MAP_MIN_CAP && m->count <= m->cap / 4u) {
     (void)str_rehash(m, a, m->cap / 2u);
   }

@@ -1,26 +1,23 @@
-/* libpomelo internal: small hash maps of the client (not installed).
+/* libpomelo internal: hash maps shared by the layers (not installed).
  *
- * pm_idmap: 32-bit keys (request ids, route codes) to pointers; pm_strmap: byte-string keys
- * (routes) to a code and a push handler. Both use open addressing with linear probing, a
- * power-of-two table kept at most 3/4 full, deletion by backward shift (no tombstones), and
- * shrink when a quarter of the table or less is used. Every allocation goes through the owner's
- * allocator; a table that is empty holds no memory once freed with _fini.
+ * pm_idmap: 64-bit keys (session ids, request ids, route codes) to pointers; pm_strmap: byte
+ * string keys (routes, uids, channel names) to a small generic entry. Both use open addressing
+ * with linear probing, a power-of-two table kept at most 3/4 full, deletion by backward shift
+ * (no tombstones), and shrink when a quarter or less is used. Every allocation goes through the
+ * owner's allocator; an empty map holds no memory.
  * SPDX-License-Identifier: MIT
  */
-#ifndef POMELO_LIB_CLIENT_MAP_H
-#define POMELO_LIB_CLIENT_MAP_H
-
-#include <pomelo/client.h>
+#ifndef POMELO_LIB_MAP_H
+#define POMELO_LIB_MAP_H
 
 #include "core/core.h"
 
 /* ---------------------------------------------------------------------------------------------
- * 32-bit key -> pointer. Key 0 marks an empty slot, so 0 cannot be stored (ids and codes
- * start at 1).
+ * 64-bit key -> pointer. Key 0 marks an empty slot, so 0 cannot be stored.
  * ------------------------------------------------------------------------------------------- */
 
 typedef struct pm_idmap_slot {
-  uint32_t key;
+  uint64_t key;
   void *val;
 } pm_idmap_slot;
 
@@ -37,25 +34,28 @@ void pm_idmap_fini(pm_idmap *m, const pomelo_allocator *a);
  * or POMELO_ERR_NOMEM (the map is unchanged). */
 int pm_idmap_reserve(pm_idmap *m, const pomelo_allocator *a, uint32_t extra);
 /* The value stored under `key`, or NULL. */
-void *pm_idmap_get(const pm_idmap *m, uint32_t key);
+void *pm_idmap_get(const pm_idmap *m, uint64_t key);
 /* Stores `val` under `key` (not 0), replacing and returning any earlier value (else NULL). A new
  * key needs room reserved first. */
-void *pm_idmap_put(pm_idmap *m, uint32_t key, void *val);
+void *pm_idmap_put(pm_idmap *m, uint64_t key, void *val);
 /* Removes `key` and returns its value (NULL when absent). May shrink the table; a failed
  * shrink keeps the larger one. */
-void *pm_idmap_del(pm_idmap *m, const pomelo_allocator *a, uint32_t key);
+void *pm_idmap_del(pm_idmap *m, const pomelo_allocator *a, uint64_t key);
 
 /* ---------------------------------------------------------------------------------------------
- * Byte string -> entry (a route's dictionary code or push handler). Keys are copied.
+ * Byte string -> entry. Keys are copied (NUL-terminated).
  * ------------------------------------------------------------------------------------------- */
+
+typedef void (*pm_fn)(void); /* a function pointer of any type, cast back by its user */
 
 typedef struct pm_strmap_ent {
   char *key; /* owned copy, NUL-terminated; NULL marks an empty slot */
   size_t len;
   uint32_t hash;
-  uint32_t code;     /* dictionary: the route's code */
-  pomelo_push_cb cb; /* push handlers: the callback and its user_data */
-  void *ud;
+  uint32_t code; /* free for the user: e.g. a route's dictionary code */
+  void *val;     /* free for the user */
+  pm_fn fn;      /* free for the user: e.g. a callback ... */
+  void *ud;      /* ... and its user_data */
 } pm_strmap_ent;
 
 typedef struct pm_strmap {
@@ -65,15 +65,19 @@ typedef struct pm_strmap {
 } pm_strmap;
 
 void pm_strmap_init(pm_strmap *m);
-/* Frees the keys and the table. */
+/* Frees the keys and the table (not what the entries point to). */
 void pm_strmap_fini(pm_strmap *m, const pomelo_allocator *a);
 /* The entry of `key`, or NULL. Entry pointers are valid until the map is next changed. */
 pm_strmap_ent *pm_strmap_get(const pm_strmap *m, const char *key, size_t len);
-/* Finds or adds `key`; a new entry has code 0, cb NULL, ud NULL. Returns NULL when out of
- * memory (the map is then unchanged, apart from possibly a larger table). */
+/* Finds or adds `key`; a new entry has every user field zero. Returns NULL when out of memory
+ * (the map is then unchanged, apart from possibly a larger table). */
 pm_strmap_ent *pm_strmap_upsert(pm_strmap *m, const pomelo_allocator *a, const char *key,
                                 size_t len);
 /* Removes `key` if present. */
 void pm_strmap_del(pm_strmap *m, const pomelo_allocator *a, const char *key, size_t len);
+/* Iteration: the entries at slots 0..cap-1 with a non-NULL key. */
+static inline pm_strmap_ent *pm_strmap_slot(const pm_strmap *m, uint32_t i) {
+  return m->slots && m->slots[i].key ? &m->slots[i] : NULL;
+}
 
-#endif /* POMELO_LIB_CLIENT_MAP_H */
+#endif /* POMELO_LIB_MAP_H */

@@ -1,0 +1,400 @@
+/* libpomelo: the server (a Pomelo frontend): sessions, route dispatch, filters, forwarding,
+ * channels, encode-once pushes, limits and statistics (spec section 8).
+ *
+ * A server holds the connections it accepted as sessions; the sockets stay the caller's:
+ *
+ *   accept()        -> pomelo_server_accept(srv, now, my_socket, &session)
+ *   readable        -> pomelo_session_feed(session, bytes, n, now)
+ *   writable        -> pomelo_session_out_iov / writev / pomelo_session_out_consume
+ *   on_output       -> arm write interest for that session's socket
+ *   timer           -> pomelo_server_expiry(srv) is the next deadline over ALL sessions;
+ *                      pomelo_server_handle_expiry(srv, now) when it passes
+ *   after each call -> for a session with pomelo_session_wants_close(): close its socket, then
+ *                      pomelo_server_release(srv, session)
+ *   socket died     -> pomelo_session_peer_closed(session), close, pomelo_server_release
+ *
+ * Handlers are registered by route ("connector.entryHandler.enter"); each request reaches its
+ * handler with a pomelo_request handle, answered at once or later. Routes of other server types
+ * go to the forward hook, so a connector can hand work to backend processes over any bus.
+ *
+ * One server and everything made from it is used by one thread at a time. Callbacks may call
+ * any function of the server except pomelo_server_del, and may release sessions only from
+ * outside the callback.
+ * SPDX-License-Identifier: MIT
+ */
+#ifndef POMELO_SERVER_H
+#define POMELO_SERVER_H
+
+#include <pomelo/common.h>
+#include <pomelo/codec.h>
+#include <pomelo/conn.h>
+#include <pomelo/json.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct pomelo_server pomelo_server;
+typedef struct pomelo_session pomelo_session;
+typedef struct pomelo_request pomelo_request;
+typedef struct pomelo_channel pomelo_channel;
+
+/** What bind() does when the uid is already bound to another session. */
+typedef enum pomelo_uid_policy {
+  POMELO_UID_MANY = 0,      /**< many sessions per uid (the real server's default) */
+  POMELO_UID_REJECT = 1,    /**< the second bind fails (the real server's singleSession) */
+  POMELO_UID_KICK_OLDER = 2 /**< the older sessions are kicked ("replaced") */
+} pomelo_uid_policy;
+
+/** What happens when a session's queued output passes max_output. */
+typedef enum pomelo_slow_policy {
+  POMELO_SLOW_DROP = 0,      /**< further pushes to it are dropped (counted) until it drains */
+  POMELO_SLOW_DISCONNECT = 1 /**< the session is closed (POMELO_CLOSE_SLOW_CONSUMER) */
+} pomelo_slow_policy;
+
+/** What happens to a request or notify over the rate limit. */
+typedef enum pomelo_rate_policy {
+  POMELO_RATE_DROP = 0, /**< the message is dropped without an answer (counted) */
+  POMELO_RATE_KICK = 1  /**< the session is kicked with reason "rate limit" */
+} pomelo_rate_policy;
+
+/** Server settings. Fill with pomelo_server_settings_default, then change fields. */
+typedef struct pomelo_server_settings {
+  /** This server's id ("connector-server-1", the sessions' frontendId) and type ("connector",
+   * the first part of the routes it serves). Copied. Defaults "connector-server-1" and
+   * "connector". */
+  const char *server_id;
+  const char *server_type;
+  /** The settings of every connection (role forced to server): heartbeat, timeouts, body
+   * limit, transport, handshake extras. Its strings must outlive the server. */
+  pomelo_conn_settings conn;
+  /** Sessions at once; over it pomelo_server_accept fails (0 = unlimited, the default). */
+  uint32_t max_connections;
+  /** Queued output bytes per session before slow_policy applies (default 1 MiB). */
+  size_t max_output;
+  pomelo_slow_policy slow_policy; /**< default POMELO_SLOW_DROP */
+  /** Requests and notifies per second per session (token bucket; 0 = no limit, default) and
+   * the bucket size (0 = one second's worth). */
+  uint32_t rate_limit;
+  uint32_t rate_burst;
+  pomelo_rate_policy rate_policy; /**< default POMELO_RATE_DROP */
+  pomelo_uid_policy uid_policy;   /**< default POMELO_UID_MANY */
+  /** Push batching: 0 (default) tells the caller about new output at once; N > 0 holds the
+   * output-ready notification of a session for up to N ms, so that the pushes of that window
+   * leave in one writev (like the real server's buffer scheduler, whose default is 20 ms). */
+  uint32_t flush_interval_ms;
+} pomelo_server_settings;
+
+/** Fills `s` with the defaults. */
+POMELO_API void pomelo_server_settings_default(pomelo_server_settings *s);
+
+/** Server callbacks; each may be NULL and receives the server's user_data last. */
+typedef struct pomelo_server_callbacks {
+  /** A session's output became ready to write (arm write interest for its socket). */
+  void (*on_output)(pomelo_server *srv, pomelo_session *s, void *user_data);
+  /** Like pomelo_conn_callbacks.check_client: return 0 to refuse the handshake with 501. */
+  int (*check_client)(pomelo_server *srv, pomelo_session *s, const char *type, size_t type_len,
+                      const char *version, size_t version_len, void *user_data);
+  /** Like pomelo_conn_callbacks.on_handshake: when set, answer every handshake with
+   * pomelo_session_handshake_reply (now or later). */
+  void (*on_handshake)(pomelo_server *srv, pomelo_session *s, const pomelo_json_value *request,
+                       void *user_data);
+  /** The session's handshake completed (ACK received). */
+  void (*on_session_ready)(pomelo_server *srv, pomelo_session *s, void *user_data);
+  /** The session stopped working (a pomelo_close_reason). Called once per session, before it
+   * can be released; bound uids and channel memberships are still there. */
+  void (*on_session_closed)(pomelo_server *srv, pomelo_session *s, int reason, void *user_data);
+  /** A request or notify for a route whose server type is not this server's. `session_json`
+   * is the exported session (pomelo_session_export); `msg` the message (views valid during the
+   * call). For a request, answer later with pomelo_server_respond(srv, sid, msg->id, ...).
+   * When NULL, such requests get {"code":500} like an unknown route. */
+  void (*on_forward)(pomelo_server *srv, pomelo_session *s, const char *session_json,
+                     size_t session_json_len, const pomelo_msg *msg, void *user_data);
+  /** Error handler: a request failed with `err` (a handler, filter or dispatch error). Write a
+   * JSON object into `body` to answer with it (a "code" of 500 is added when it has none);
+   * write nothing for the default {"code":500}. */
+  void (*on_error)(pomelo_server *srv, pomelo_request *req, int err, pomelo_json_writer *body,
+                   void *user_data);
+} pomelo_server_callbacks;
+
+/** Creates a server. `settings` NULL = defaults. Errors: POMELO_ERR_INVALID_ARG,
+ * POMELO_ERR_NOMEM. */
+POMELO_API int pomelo_server_new(pomelo_server **out, const pomelo_server_settings *settings,
+                                 const pomelo_server_callbacks *callbacks,
+                                 const pomelo_allocator *alloc, void *user_data);
+
+/** Frees the server, its sessions, channels and pending requests' memory. Accepts NULL. */
+POMELO_API void pomelo_server_del(pomelo_server *srv);
+
+/** The server's user_data. */
+POMELO_API void *pomelo_server_user_data(const pomelo_server *srv);
+
+/* ---------------------------------------------------------------------------------------------
+ * Connections
+ * ------------------------------------------------------------------------------------------- */
+
+/** Registers a newly accepted connection as a session at `now`. `socket_data` is the caller's
+ * (pomelo_session_user_data). Errors: POMELO_ERR_LIMIT (max_connections reached: close the
+ * socket at once; counted as rejected), POMELO_ERR_STATE (shutting down), POMELO_ERR_NOMEM. */
+POMELO_API int pomelo_server_accept(pomelo_server *srv, uint64_t now, void *socket_data,
+                                    pomelo_session **out);
+
+/** Feeds received bytes of a session. Returns 0, or the error that closed it (protocol
+ * errors: the session is then closing), or a fatal error. */
+POMELO_API int pomelo_session_feed(pomelo_session *s, const uint8_t *data, size_t len,
+                                   uint64_t now);
+
+/** The session's output, as for a connection. */
+POMELO_API int pomelo_session_out_iov(const pomelo_session *s, struct iovec *iov, int max);
+POMELO_API size_t pomelo_session_out_len(const pomelo_session *s);
+POMELO_API void pomelo_session_out_consume(pomelo_session *s, size_t n, uint64_t now);
+
+/** 1 when the caller should close the session's socket now (then release the session). */
+POMELO_API int pomelo_session_wants_close(const pomelo_session *s);
+
+/** The session's socket died or reached end of file. */
+POMELO_API void pomelo_session_peer_closed(pomelo_session *s);
+
+/** Frees a session whose socket the caller has closed (on_session_closed runs first if it has
+ * not). It leaves every channel and its uid. Its pending requests stay valid handles whose
+ * answers return POMELO_ERR_CLOSED. Never from inside a callback. */
+POMELO_API void pomelo_server_release(pomelo_server *srv, pomelo_session *s);
+
+/** The next deadline over all sessions (timeouts, heartbeats, push batching), or UINT64_MAX. */
+POMELO_API uint64_t pomelo_server_expiry(const pomelo_server *srv);
+
+/** Runs every timer due at `now`. Returns 0 or a fatal error. */
+POMELO_API int pomelo_server_handle_expiry(pomelo_server *srv, uint64_t now);
+
+/** Graceful shutdown: every session is kicked with `reason` (a KICK package to those past the
+ * handshake, when reason is not NULL) and closes once flushed; accept then fails. */
+POMELO_API void pomelo_server_shutdown(pomelo_server *srv, const char *reason, size_t reason_len);
+
+/* ---------------------------------------------------------------------------------------------
+ * Sessions
+ * ------------------------------------------------------------------------------------------- */
+
+/** The session id: unique in this server, increasing from 1. */
+POMELO_API uint64_t pomelo_session_id(const pomelo_session *s);
+
+/** The caller's socket_data given at accept. */
+POMELO_API void *pomelo_session_user_data(const pomelo_session *s);
+
+/** The connection state (see conn.h). */
+POMELO_API pomelo_conn_state pomelo_session_state(const pomelo_session *s);
+
+/** The bound uid (NUL-terminated; length in `*len` if not NULL), or NULL when unbound. */
+POMELO_API const char *pomelo_session_uid(const pomelo_session *s, size_t *len);
+
+/** Binds the session to `uid` (copied). Errors: POMELO_ERR_INVALID_ARG (empty uid),
+ * POMELO_ERR_EXISTS (already bound to another uid, or the uid is taken under
+ * POMELO_UID_REJECT), POMELO_ERR_STATE (the session is closing), POMELO_ERR_NOMEM. Binding the
+ * same uid again succeeds. Under POMELO_UID_KICK_OLDER the uid's other sessions are kicked with
+ * reason "replaced". */
+POMELO_API int pomelo_session_bind(pomelo_session *s, const char *uid, size_t len);
+
+/** Unbinds the session's uid. Errors: POMELO_ERR_STATE (not bound). */
+POMELO_API int pomelo_session_unbind(pomelo_session *s);
+
+/** Sets a string setting (key and value copied). Errors: POMELO_ERR_INVALID_ARG,
+ * POMELO_ERR_NOMEM. */
+POMELO_API int pomelo_session_set(pomelo_session *s, const char *key, size_t key_len,
+                                  const char *value, size_t value_len);
+
+/** A setting's value (NUL-terminated, length in `*len`), or NULL. Valid until it changes. */
+POMELO_API const char *pomelo_session_get(const pomelo_session *s, const char *key, size_t key_len,
+                                          size_t *len);
+
+/** Removes a setting. Errors: POMELO_ERR_NOT_FOUND. */
+POMELO_API int pomelo_session_remove(pomelo_session *s, const char *key, size_t key_len);
+
+/** The session with id `sid`, or NULL. */
+POMELO_API pomelo_session *pomelo_server_session(const pomelo_server *srv, uint64_t sid);
+
+/** Stores up to `max` sessions bound to `uid` in `out` and returns how many are bound. */
+POMELO_API size_t pomelo_server_sessions_by_uid(const pomelo_server *srv, const char *uid,
+                                                size_t len, pomelo_session **out, size_t max);
+
+/** Calls `fn` for every session (in no particular order) until it returns non-zero. `fn` may
+ * kick or close sessions, not release them. Returns the number of calls. */
+POMELO_API size_t pomelo_server_foreach(pomelo_server *srv, int (*fn)(pomelo_session *s, void *arg),
+                                        void *arg);
+
+/** The number of sessions, and of those bound to a uid. */
+POMELO_API size_t pomelo_server_session_count(const pomelo_server *srv);
+POMELO_API size_t pomelo_server_bound_count(const pomelo_server *srv);
+
+/** Kicks one session: see pomelo_conn_kick (a KICK {"reason":...} when reason is not NULL and
+ * the session is past its handshake, then a close after the flush). Errors: POMELO_ERR_STATE
+ * (already closing), POMELO_ERR_INVALID_ARG. */
+POMELO_API int pomelo_session_kick(pomelo_session *s, const char *reason, size_t reason_len);
+
+/** Kicks every session bound to `uid`. Returns how many were kicked (0 when none). */
+POMELO_API size_t pomelo_server_kick_uid(pomelo_server *srv, const char *uid, size_t len,
+                                         const char *reason, size_t reason_len);
+
+/** Answers a handshake left pending by on_handshake (see pomelo_conn_handshake_reply). */
+POMELO_API int pomelo_session_handshake_reply(pomelo_session *s, int code, const char *user_json,
+                                              size_t user_json_len);
+
+/** Writes the session as JSON {"id":sid,"frontendId":..,"uid":..|null,"settings":{..}} (the
+ * shape of the real server's session.export()) into `buf` of `cap` bytes; `*out_len` receives
+ * the length (POMELO_ERR_BUFFER_TOO_SMALL with the size needed). */
+POMELO_API int pomelo_session_export(const pomelo_session *s, char *buf, size_t cap,
+                                     size_t *out_len);
+
+/* ---------------------------------------------------------------------------------------------
+ * Route dispatch
+ * ------------------------------------------------------------------------------------------- */
+
+/** A handler: `req` is valid until answered (pomelo_request_respond, _error or _drop), even
+ * after its connection closed. For a notify, any answer is discarded (never sent). */
+typedef void (*pomelo_handler_fn)(pomelo_request *req, void *user_data);
+
+/** Registers `fn` for `route` ("serverType.handler.method", exactly three non-empty parts; the
+ * server type need not be this server's: see pomelo_server_dispatch). Replaces an earlier one.
+ * Errors: POMELO_ERR_INVALID_ARG (not three parts), POMELO_ERR_NOMEM. */
+POMELO_API int pomelo_server_on(pomelo_server *srv, const char *route, size_t route_len,
+                                pomelo_handler_fn fn, void *user_data);
+
+/** A before-filter: return 0 to let the request through, or an error to stop it (a request is
+ * then answered as an error through on_error; a notify is dropped). */
+typedef int (*pomelo_before_fn)(pomelo_request *req, void *user_data);
+/** An after-filter: sees the answer about to be sent (`err` 0 and the body, or the error);
+ * returning an error turns a successful answer into an error answer. */
+typedef int (*pomelo_after_fn)(pomelo_request *req, int err, const uint8_t *body, size_t len,
+                               void *user_data);
+
+/** Adds a filter for `route` (NULL: global, for every route). Global filters run before route
+ * filters; each kind in the order added. Errors: POMELO_ERR_NOMEM, POMELO_ERR_INVALID_ARG. */
+POMELO_API int pomelo_server_before(pomelo_server *srv, const char *route, size_t route_len,
+                                    pomelo_before_fn fn, void *user_data);
+POMELO_API int pomelo_server_after(pomelo_server *srv, const char *route, size_t route_len,
+                                   pomelo_after_fn fn, void *user_data);
+
+/** The request's session (NULL once it has been released). */
+POMELO_API pomelo_session *pomelo_request_session(const pomelo_request *req);
+/** The session id the request came from (also after release). */
+POMELO_API uint64_t pomelo_request_sid(const pomelo_request *req);
+/** The message: type (REQUEST or NOTIFY), id, route (always the string route, resolved), body.
+ * Views valid until the request is answered. */
+POMELO_API const pomelo_msg *pomelo_request_msg(const pomelo_request *req);
+/** The body parsed as JSON (NULL when it is not valid JSON; the real server would dispatch {}).
+ * Valid until the request is answered. */
+POMELO_API const pomelo_json_value *pomelo_request_json(pomelo_request *req);
+
+/** Answers with `body` (JSON text; NULL or empty: "{}") and frees the handle. Errors:
+ * POMELO_ERR_CLOSED (the session is gone: nothing sent, handle freed), POMELO_ERR_NOMEM. */
+POMELO_API int pomelo_request_respond(pomelo_request *req, const char *body, size_t len);
+
+/** Answers as an error and frees the handle: on_error may write the body; else `body` (a JSON
+ * object, or NULL) with "code":500 added when it has no "code", like the real server. */
+POMELO_API int pomelo_request_error(pomelo_request *req, int err, const char *body, size_t len);
+
+/** Frees the handle without answering. */
+POMELO_API void pomelo_request_drop(pomelo_request *req);
+
+/** Sends a response for request `id` of session `sid` (a forwarded request answered by a
+ * backend). Errors: POMELO_ERR_NOT_FOUND (no such session), POMELO_ERR_STATE (not working),
+ * codec errors, POMELO_ERR_NOMEM. */
+POMELO_API int pomelo_server_respond(pomelo_server *srv, uint64_t sid, uint32_t id,
+                                     const char *body, size_t len);
+
+/** Backend side of forwarding: runs `msg` (a forwarded request or notify) through this server's
+ * filters and handlers for a session imported from `session_json` (from
+ * pomelo_session_export). The imported session has no connection: pomelo_request_session gives
+ * a read-only session (id, uid, settings). The answer of a request is given to `reply` (body
+ * bytes, valid during the call), to be carried back to the frontend (pomelo_server_respond);
+ * notifies never reply. Errors: POMELO_ERR_JSON_* / POMELO_ERR_INVALID_ARG (bad session JSON),
+ * POMELO_ERR_NOMEM. */
+POMELO_API int pomelo_server_dispatch(pomelo_server *srv, const char *session_json,
+                                      size_t session_json_len, const pomelo_msg *msg,
+                                      void (*reply)(const char *body, size_t len, void *arg),
+                                      void *arg);
+
+/* ---------------------------------------------------------------------------------------------
+ * Pushes and channels
+ *
+ * Every push is encoded once into one refcounted frame shared by all its recipients (raw TCP and
+ * WebSocket alike); each recipient's queue holds a reference.
+ * ------------------------------------------------------------------------------------------- */
+
+/** Pushes `body` (JSON text) on `route` to one session. Errors: POMELO_ERR_STATE (not working),
+ * POMELO_ERR_LIMIT (dropped by the slow-consumer policy), codec errors, POMELO_ERR_NOMEM. */
+POMELO_API int pomelo_session_push(pomelo_session *s, const char *route, size_t route_len,
+                                   const char *body, size_t len);
+
+/** Pushes to every session bound to each of the `n` uids. Returns the number of sessions
+ * reached, or an error (codec errors, POMELO_ERR_NOMEM). */
+POMELO_API int pomelo_server_push_uids(pomelo_server *srv, const char *const *uids,
+                                       const size_t *uid_lens, size_t n, const char *route,
+                                       size_t route_len, const char *body, size_t len);
+
+/** Pushes to every working session, or only to those bound to a uid. Returns the number
+ * reached or an error. */
+POMELO_API int pomelo_server_broadcast(pomelo_server *srv, int bound_only, const char *route,
+                                       size_t route_len, const char *body, size_t len);
+
+/** Creates channel `name`. Errors: POMELO_ERR_EXISTS, POMELO_ERR_INVALID_ARG, POMELO_ERR_NOMEM. */
+POMELO_API int pomelo_channel_new(pomelo_server *srv, const char *name, size_t len,
+                                  pomelo_channel **out);
+/** The channel `name`, or NULL. */
+POMELO_API pomelo_channel *pomelo_server_channel(const pomelo_server *srv, const char *name,
+                                                 size_t len);
+/** Destroys a channel (its members are not affected). */
+POMELO_API void pomelo_channel_destroy(pomelo_channel *ch);
+/** Adds member (uid, sid). Adding the same pair twice is POMELO_ERR_EXISTS (the real server
+ * would deliver twice). Errors: POMELO_ERR_INVALID_ARG, POMELO_ERR_NOMEM. */
+POMELO_API int pomelo_channel_add(pomelo_channel *ch, const char *uid, size_t len, uint64_t sid);
+/** Removes member (uid, sid). Errors: POMELO_ERR_NOT_FOUND. */
+POMELO_API int pomelo_channel_leave(pomelo_channel *ch, const char *uid, size_t len, uint64_t sid);
+/** The number of members. */
+POMELO_API size_t pomelo_channel_count(const pomelo_channel *ch);
+/** Member i (0 <= i < count; the order changes when members leave): its uid and sid. Returns
+ * POMELO_ERR_NOT_FOUND when out of range. */
+POMELO_API int pomelo_channel_member(const pomelo_channel *ch, size_t i, const char **uid,
+                                     size_t *uid_len, uint64_t *sid);
+/** The channel's name. */
+POMELO_API const char *pomelo_channel_name(const pomelo_channel *ch, size_t *len);
+/** Pushes to every member whose session is still there and working. Returns the number
+ * reached, or an error (codec errors, POMELO_ERR_NOMEM). */
+POMELO_API int pomelo_channel_push(pomelo_channel *ch, const char *route, size_t route_len,
+                                   const char *body, size_t len);
+
+/* ---------------------------------------------------------------------------------------------
+ * Statistics
+ * ------------------------------------------------------------------------------------------- */
+
+/** Counters since creation (`connections` and `bound` are current values). */
+typedef struct pomelo_server_stats {
+  uint64_t connections;          /**< sessions now */
+  uint64_t connections_total;    /**< sessions accepted */
+  uint64_t connections_rejected; /**< accepts refused by max_connections */
+  uint64_t handshakes_ok;
+  uint64_t handshakes_failed; /**< 500/501 answers and handshake timeouts */
+  uint64_t packages_in;
+  uint64_t packages_out;
+  uint64_t bytes_in;
+  uint64_t bytes_out; /**< bytes reported written with out_consume */
+  uint64_t requests;
+  uint64_t notifies;
+  uint64_t responses;
+  uint64_t pushes;     /**< push packages queued (one per recipient) */
+  uint64_t push_drops; /**< pushes dropped by the slow-consumer policy */
+  uint64_t slow_disconnects;
+  uint64_t timeouts; /**< heartbeat, handshake and idle timeouts */
+  uint64_t kicks;
+  uint64_t rate_limited;
+  uint64_t protocol_errors;
+  uint64_t dropped_messages; /**< malformed, unroutable or out-of-state messages dropped */
+  uint64_t forwarded;
+} pomelo_server_stats;
+
+/** Copies the counters into `out`. */
+POMELO_API void pomelo_server_get_stats(const pomelo_server *srv, pomelo_server_stats *out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* POMELO_SERVER_H */

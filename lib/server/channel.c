@@ -1,0 +1,383 @@
+/* Pushes and channels: every push is encoded once into one frame shared by all recipients.
+ * SPDX-License-Identifier: MIT
+ */
+#include "server/server_int.h"
+
+/* Builds the PUSH package of `route`/`body` ("{}" when empty) in a new frame. */
+static int push_frame(pomelo_server *srv, const char *route, size_t route_len, const char *body,
+                      size_t len, pomelo_frame **out) {
+  pomelo_msg m;
+  if (!route || (!body && len)) {
+    return POMELO_ERR_INVALID_ARG;
+  }
+  memset(&m, 0, sizeof m);
+  m.type = POMELO_MSG_PUSH;
+  m.route = route;
+  m.route_len = route_len;
+  m.body = (const uint8_t *)(len ? body : "{}");
+  m.body_len = len ? len : 2;
+  return pomelo_msg_encode_frame(out, &srv->alloc, &m);
+}
+
+int pm_session_queue_push(pomelo_session *s, pomelo_frame *f) {
+  pomelo_server *srv = s->srv;
+  int rc;
+  if (!s->conn || pomelo_conn_get_state(s->conn) != POMELO_CONN_WORKING) {
+    return POMELO_ERR_STATE;
+  }
+  if (pomelo_conn_out_len(s->conn) + pomelo_frame_len(f) > srv->set.max_output) {
+    if (srv->set.slow_policy == POMELO_SLOW_DISCONNECT) {
+      pm_conn_abort(s->conn, POMELO_CLOSE_SLOW_CONSUMER);
+      pm_session_touch(s);
+    } else {
+      srv->stats.push_drops++;
+    }
+    return POMELO_ERR_LIMIT;
+  }
+  rc = pomelo_conn_send_frame(s->conn, f);
+  if (rc == 0) {
+    srv->stats.pushes++;
+  }
+  return rc;
+}
+
+int pomelo_session_push(pomelo_session *s, const char *route, size_t route_len, const char *body,
+                        size_t len) {
+  pomelo_frame *f;
+  int rc;
+  if (!s->conn || pomelo_conn_get_state(s->conn) != POMELO_CONN_WORKING) {
+    return POMELO_ERR_STATE;
+  }
+  rc = push_frame(s->srv, route, route_len, body, len, &f);
+  if (rc) {
+    return rc;
+  }
+  rc = pm_session_queue_push(s, f);
+  pomelo_frame_unref(f);
+  return rc;
+}
+
+int pomelo_server_push_uids(pomelo_server *srv, const char *const *uids, const size_t *uid_lens,
+                            size_t n, const char *route, size_t route_len, const char *body,
+                            size_t len) {
+  pomelo_frame *f;
+  size_t i;
+  int rc, reached = 0;
+  if ((!uids || !uid_lens) && n) {
+    return POMELO_ERR_INVALID_ARG;
+  }
+  rc = push_frame(srv, route, route_len, body, len, &f);
+  if (rc) {
+    return rc;
+  }
+  for (i = 0; i < n; i++) {
+    pm_strmap_ent *e = uids[i] ? pm_strmap_get(&srv->by_uid, uids[i], uid_lens[i]) : NULL;
+    pomelo_session *s;
+    for (s = e ? e->val : NULL; s; s = s->uid_next) {
+      if (pm_session_queue_push(s, f) == 0 && reached < INT32_MAX) {
+        reached++;
+      }
+    }
+  }
+  pomelo_frame_unref(f);
+  return reached;
+}
+
+int pomelo_server_broadcast(pomelo_server *srv, int bound_only, const char *route, size_t route_len,
+                            const char *body, size_t len) {
+  pomelo_frame *f;
+  pomelo_session *s;
+  int rc, reached = 0;
+  rc = push_frame(srv, route, route_len, body, len, &f);
+  if (rc) {
+    return rc;
+  }
+  for (s = srv->all; s; s = s->all_next) {
+    if ((!bound_only || s->uid) && pm_session_queue_push(s, f) == 0 && reached < INT32_MAX) {
+      reached++;
+    }
+  }
+  pomelo_frame_unref(f);
+  return reached;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Channels
+ * ------------------------------------------------------------------------------------------- */
+
+/* The member index key: the 8 bytes of the sid, then the uid. */
+static char *member_key(const pomelo_allocator *a, uint64_t sid, const char *uid, size_t len,
+                        char *stack, size_t stack_len) {
+  char *k = len + 8 <= stack_len ? stack : pm_malloc(a, len + 8);
+  if (k) {
+    memcpy(k, &sid, 8);
+    memcpy(k + 8, uid, len);
+  }
+  return k;
+}
+
+int pomelo_channel_new(pomelo_server *srv, const char *name, size_t len, pomelo_channel **out) {
+  pm_strmap_ent *e;
+  pomelo_channel *ch;
+  if (!name || !out) {
+    return POMELO_ERR_INVALID_ARG;
+  }
+  if (pm_strmap_get(&srv->channels, name, len)) {
+    return POMELO_ERR_EXISTS;
+  }
+  ch = pm_calloc(&srv->alloc, sizeof(*ch));
+  if (!ch) {
+    return POMELO_ERR_NOMEM;
+  }
+  e = pm_strmap_upsert(&srv->channels, &srv->alloc, name, len);
+  if (!e) {
+    pm_free(&srv->alloc, ch);
+    return POMELO_ERR_NOMEM;
+  }
+  ch->srv = srv;
+  ch->name = e->key; /* stable: the map owns the key copy until the channel goes */
+  ch->name_len = len;
+  pm_strmap_init(&ch->index);
+  e->val = ch;
+  *out = ch;
+  return 0;
+}
+
+pomelo_channel *pomelo_server_channel(const pomelo_server *srv, const char *name, size_t len) {
+  pm_strmap_ent *e = name ? pm_strmap_get(&srv->channels, name, len) : NULL;
+  return e ? e->val : NULL;
+}
+
+const char *pomelo_channel_name(const pomelo_channel *ch, size_t *len) {
+  if (len) {
+    *len = ch->name_len;
+  }
+  return ch->name;
+}
+
+size_t pomelo_channel_count(const pomelo_channel *ch) {
+  return ch->n;
+}
+
+int pomelo_channel_member(const pomelo_channel *ch, size_t i, const char **uid, size_t *uid_len,
+                          uint64_t *sid) {
+  if (i >= ch->n) {
+    return POMELO_ERR_NOT_FOUND;
+  }
+  if (uid) {
+    *uid = ch->m[i].uid;
+  }
+  if (uid_len) {
+    *uid_len = ch->m[i].uid_len;
+  }
+  if (sid) {
+    *sid = ch->m[i].sid;
+  }
+  return 0;
+}
+
+/* The session side of a membership. */
+static int session_join(pomelo_session *s, pomelo_channel *ch, const pm_member *m) {
+  const pomelo_allocator *a = &s->srv->alloc;
+  if (s->nchannels == s->cchannels) {
+    uint32_t cap = s->cchannels ? s->cchannels * 2 : 2;
+    pm_membership *v = pm_realloc(a, s->channels, cap * sizeof(*v));
+    if (!v) {
+      return POMELO_ERR_NOMEM;
+    }
+    s->channels = v;
+    s->cchannels = cap;
+  }
+  s->channels[s->nchannels].ch = ch;
+  s->channels[s->nchannels].uid = m->uid;
+  s->channels[s->nchannels].uid_len = m->uid_len;
+  s->nchannels++;
+  return 0;
+}
+
+static void session_part(pomelo_session *s, const pomelo_channel *ch, const char *uid) {
+  uint32_t i;
+  for (i = 0; i < s->nchannels; i++) {
+    if (s->channels[i].ch == ch && s->channels[i].uid == uid) {
+      s->channels[i] = s->channels[--s->nchannels];
+      return;
+    }
+  }
+}
+
+int pomelo_channel_add(pomelo_channel *ch, const char *uid, size_t len, uint64_t sid) {
+  pomelo_server *srv = ch->srv;
+  const pomelo_allocator *a = &srv->alloc;
+  pomelo_session *s = pomelo_server_session(srv, sid);
+  char stack[128], *key;
+  pm_strmap_ent *e;
+  pm_member m;
+  int rc = 0;
+  if (!uid || len == 0 || sid == 0 || len > SIZE_MAX - 8) {
+    return POMELO_ERR_INVALID_ARG;
+  }
+  if (ch->n == UINT32_MAX) {
+    return POMELO_ERR_LIMIT;
+  }
+  key = member_key(a, sid, uid, len, stack, sizeof stack);
+  if (!key) {
+    return POMELO_ERR_NOMEM;
+  }
+  if (pm_strmap_get(&ch->index, key, len + 8)) {
+    rc = POMELO_ERR_EXISTS;
+    goto out;
+  }
+  if (ch->n == ch->cap) {
+    uint32_t cap = ch->cap ? (ch->cap > UINT32_MAX / 2 ? UINT32_MAX : ch->cap * 2) : 8;
+    pm_member *v = pm_realloc(a, ch->m, (size_t)cap * sizeof(*v));
+    if (!v) {
+      rc = POMELO_ERR_NOMEM;
+      goto out;
+    }
+    ch->m = v;
+    ch->cap = cap;
+  }
+  m.sid = sid;
+  m.uid_len = len;
+  m.uid = pm_malloc(a, len + 1);
+  if (!m.uid) {
+    rc = POMELO_ERR_NOMEM;
+    goto out;
+  }
+  memcpy(m.uid, uid, len);
+  m.uid[len] = 0;
+  e = pm_strmap_upsert(&ch->index, a, key, len + 8);
+  if (!e || (s && session_join(s, ch, &m) != 0)) {
+    if (e) {
+      pm_strmap_del(&ch->index, a, key, len + 8);
+    }
+    pm_free(a, m.uid);
+    rc = POMELO_ERR_NOMEM;
+    goto out;
+  }
+  e->code = ch->n;
+  ch->m[ch->n++] = m;
+out:
+  if (key != stack) {
+    pm_free(a, key);
+  }
+  return rc;
+}
+
+/* Removes member i (swap with the last one). */
+static void remove_at(pomelo_channel *ch, uint32_t i) {
+  pomelo_server *srv = ch->srv;
+  const pomelo_allocator *a = &srv->alloc;
+  pm_member gone = ch->m[i];
+  char stack[128], *key;
+  pomelo_session *s = pomelo_server_session(srv, gone.sid);
+  if (s) {
+    session_part(s, ch, gone.uid);
+  }
+  key = member_key(a, gone.sid, gone.uid, gone.uid_len, stack, sizeof stack);
+  if (key) {
+    pm_strmap_del(&ch->index, a, key, gone.uid_len + 8);
+  }
+  if (key && key != stack) {
+    pm_free(a, key);
+  }
+  ch->n--;
+  if (i != ch->n) {
+    pm_member *last = &ch->m[ch->n];
+    char *lk;
+    ch->m[i] = *last;
+    lk = member_key(a, last->sid, last->uid, last->uid_len, stack, sizeof stack);
+    if (lk) {
+      pm_strmap_ent *e = pm_strmap_get(&ch->index, lk, last->uid_len + 8);
+      if (e) {
+        e->code = i;
+      }
+      if (lk != stack) {
+        pm_free(a, lk);
+      }
+    }
+  }
+  pm_free(a, gone.uid);
+}
+
+int pomelo_channel_leave(pomelo_channel *ch, const char *uid, size_t len, uint64_t sid) {
+  const pomelo_allocator *a = &ch->srv->alloc;
+  char stack[128], *key;
+  pm_strmap_ent *e;
+  if (!uid || len > SIZE_MAX - 8) {
+    return POMELO_ERR_INVALID_ARG;
+  }
+  key = member_key(a, sid, uid, len, stack, sizeof stack);
+  if (!key) {
+    return POMELO_ERR_NOMEM;
+  }
+  e = pm_strmap_get(&ch->index, key, len + 8);
+  if (key != stack) {
+    pm_free(a, key);
+  }
+  if (!e) {
+    return POMELO_ERR_NOT_FOUND;
+  }
+  remove_at(ch, e->code);
+  return 0;
+}
+
+void pm_session_leave_channels(pomelo_session *s) {
+  while (s->nchannels) {
+    pm_membership *mb = &s->channels[s->nchannels - 1];
+    uint32_t before = s->nchannels;
+    pomelo_channel_leave(mb->ch, mb->uid, mb->uid_len, s->sid);
+    if (s->nchannels == before) {
+      s->nchannels--; /* the key could not be built (no memory): drop the record anyway */
+    }
+  }
+}
+
+void pm_channel_free(pomelo_channel *ch) {
+  pomelo_server *srv = ch->srv;
+  uint32_t i;
+  for (i = 0; i < ch->n; i++) {
+    pomelo_session *s = pomelo_server_session(srv, ch->m[i].sid);
+    if (s) {
+      session_part(s, ch, ch->m[i].uid);
+    }
+    pm_free(&srv->alloc, ch->m[i].uid);
+  }
+  pm_free(&srv->alloc, ch->m);
+  pm_strmap_fini(&ch->index, &srv->alloc);
+  pm_free(&srv->alloc, ch);
+}
+
+void pomelo_channel_destroy(pomelo_channel *ch) {
+  pomelo_server *srv;
+  char *name;
+  size_t len;
+  if (!ch) {
+    return;
+  }
+  srv = ch->srv;
+  name = ch->name;
+  len = ch->name_len;
+  pm_channel_free(ch);
+  pm_strmap_del(&srv->channels, &srv->alloc, name, len); /* frees the name */
+}
+
+int pomelo_channel_push(pomelo_channel *ch, const char *route, size_t route_len, const char *body,
+                        size_t len) {
+  pomelo_server *srv = ch->srv;
+  pomelo_frame *f;
+  uint32_t i;
+  int rc, reached = 0;
+  rc = push_frame(srv, route, route_len, body, len, &f);
+  if (rc) {
+    return rc;
+  }
+  for (i = 0; i < ch->n; i++) {
+    pomelo_session *s = pomelo_server_session(srv, ch->m[i].sid);
+    if (s && pm_session_queue_push(s, f) == 0 && reached < INT32_MAX) {
+      reached++;
+    }
+  }
+  pomelo_frame_unref(f);
+  return reached;
+}

@@ -1,0 +1,631 @@
+/* Route dispatch: handlers, filters, requests and their answers, forwarding (spec 8.1, 8.2).
+ * SPDX-License-Identifier: MIT
+ */
+#include "server/server_int.h"
+
+/* ---------------------------------------------------------------------------------------------
+ * Registration
+ * ------------------------------------------------------------------------------------------- */
+
+/* Splits "type.handler.method": returns 1 with the three parts' lengths when the route has
+ * exactly three non-empty parts, 0 otherwise; *dots receives the number of dots. */
+static int split_route(const char *r, size_t len, size_t *type_len, size_t *method_off, int *dots) {
+  size_t i, first = 0, second = 0;
+  int n = 0;
+  for (i = 0; i < len; i++) {
+    if (r[i] == '.') {
+      if (n == 0) {
+        first = i;
+      } else if (n == 1) {
+        second = i;
+      }
+      n++;
+    }
+  }
+  *dots = n;
+  if (n != 2 || first == 0 || second == first + 1 || second + 1 == len) {
+    return 0;
+  }
+  *type_len = first;
+  *method_off = second + 1;
+  return 1;
+}
+
+static pm_route *route_entry(pomelo_server *srv, const char *route, size_t len) {
+  pm_strmap_ent *e = pm_strmap_get(&srv->routes, route, len);
+  pm_route *r;
+  if (e) {
+    return e->val;
+  }
+  r = pm_calloc(&srv->alloc, sizeof(*r));
+  if (!r) {
+    return NULL;
+  }
+  e = pm_strmap_upsert(&srv->routes, &srv->alloc, route, len);
+  if (!e) {
+    pm_free(&srv->alloc, r);
+    return NULL;
+  }
+  e->val = r;
+  return r;
+}
+
+int pomelo_server_on(pomelo_server *srv, const char *route, size_t route_len, pomelo_handler_fn fn,
+                     void *user_data) {
+  size_t tl, mo;
+  int dots;
+  pm_route *r;
+  if (!route || !fn || !split_route(route, route_len, &tl, &mo, &dots)) {
+    return POMELO_ERR_INVALID_ARG;
+  }
+  r = route_entry(srv, route, route_len);
+  if (!r) {
+    return POMELO_ERR_NOMEM;
+  }
+  r->fn = fn;
+  r->ud = user_data;
+  return 0;
+}
+
+static int add_filter(pomelo_server *srv, pm_filters *f, pm_fn fn, void *ud) {
+  if (f->n == f->cap) {
+    uint32_t cap = f->cap ? f->cap * 2 : 4;
+    pm_filter *v = pm_realloc(&srv->alloc, f->v, cap * sizeof(*v));
+    if (!v) {
+      return POMELO_ERR_NOMEM;
+    }
+    f->v = v;
+    f->cap = cap;
+  }
+  f->v[f->n].fn = fn;
+  f->v[f->n].ud = ud;
+  f->n++;
+  return 0;
+}
+
+static int add_route_filter(pomelo_server *srv, const char *route, size_t len, int after, pm_fn fn,
+                            void *ud) {
+  size_t tl, mo;
+  int dots;
+  pm_route *r;
+  if (!fn) {
+    return POMELO_ERR_INVALID_ARG;
+  }
+  if (!route) {
+    return add_filter(srv, after ? &srv->after : &srv->before, fn, ud);
+  }
+  if (!split_route(route, len, &tl, &mo, &dots)) {
+    return POMELO_ERR_INVALID_ARG;
+  }
+  r = route_entry(srv, route, len);
+  if (!r) {
+    return POMELO_ERR_NOMEM;
+  }
+  return add_filter(srv, after ? &r->after : &r->before, fn, ud);
+}
+
+int pomelo_server_before(pomelo_server *srv, const char *route, size_t route_len,
+                         pomelo_before_fn fn, void *user_data) {
+  return add_route_filter(srv, route, route_len, 0, (pm_fn)fn, user_data);
+}
+
+int pomelo_server_after(pomelo_server *srv, const char *route, size_t route_len, pomelo_after_fn fn,
+                        void *user_data) {
+  return add_route_filter(srv, route, route_len, 1, (pm_fn)fn, user_data);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Requests
+ * ------------------------------------------------------------------------------------------- */
+
+static pomelo_request *request_new(pomelo_server *srv, pomelo_session *s, const pomelo_msg *m,
+                                   pm_route *route) {
+  size_t body_len = m->body_len;
+  pomelo_request *req;
+  if (m->route_len > SIZE_MAX / 2 || body_len > SIZE_MAX / 2) {
+    return NULL;
+  }
+  req = pm_malloc(&srv->alloc, sizeof(*req) + m->route_len + body_len + 2);
+  if (!req) {
+    return NULL;
+  }
+  memset(req, 0, sizeof(*req));
+  req->srv = srv;
+  req->sid = s->sid;
+  req->imported = s->imported ? s : NULL;
+  req->route = route;
+  req->msg = *m;
+  req->msg.route_compressed = 0;
+  req->msg.route_code = 0;
+  if (m->route_len) {
+    memcpy(req->data, m->route, m->route_len);
+  }
+  req->data[m->route_len] = 0;
+  if (body_len) {
+    memcpy(req->data + m->route_len + 1, m->body, body_len);
+  }
+  req->data[m->route_len + 1 + body_len] = 0;
+  req->msg.route = req->data;
+  req->msg.body = (const uint8_t *)(req->data + m->route_len + 1);
+  req->next = srv->reqs;
+  if (srv->reqs) {
+    srv->reqs->prev = req;
+  }
+  srv->reqs = req;
+  return req;
+}
+
+static void request_free(pomelo_request *req) {
+  pomelo_server *srv = req->srv;
+  if (req->prev) {
+    req->prev->next = req->next;
+  } else {
+    srv->reqs = req->next;
+  }
+  if (req->next) {
+    req->next->prev = req->prev;
+  }
+  pomelo_json_doc_del(req->doc);
+  if (req->imported) {
+    pm_session_free_imported(req->imported);
+  }
+  pm_free(&srv->alloc, req);
+}
+
+void pm_server_release_requests(pomelo_server *srv) {
+  while (srv->reqs) {
+    request_free(srv->reqs);
+  }
+}
+
+pomelo_session *pomelo_request_session(const pomelo_request *req) {
+  return req->imported ? req->imported : pomelo_server_session(req->srv, req->sid);
+}
+
+uint64_t pomelo_request_sid(const pomelo_request *req) {
+  return req->sid;
+}
+
+const pomelo_msg *pomelo_request_msg(const pomelo_request *req) {
+  return &req->msg;
+}
+
+const pomelo_json_value *pomelo_request_json(pomelo_request *req) {
+  if (!req->parsed) {
+    req->parsed = 1;
+    if (pomelo_json_parse(&req->doc, &req->srv->alloc, (const char *)req->msg.body,
+                          req->msg.body_len, NULL, NULL) != 0) {
+      req->doc = NULL;
+    }
+  }
+  return req->doc ? pomelo_json_root(req->doc) : NULL;
+}
+
+void pomelo_request_drop(pomelo_request *req) {
+  if (req) {
+    request_free(req);
+  }
+}
+
+/* Sends the final body (or hands it to the backend reply) and frees the request. */
+static int deliver(pomelo_request *req, const char *body, size_t len) {
+  pomelo_server *srv = req->srv;
+  int rc = 0;
+  if (req->msg.type != POMELO_MSG_REQUEST) {
+    request_free(req); /* a notify is never answered */
+    return 0;
+  }
+  if (req->reply) {
+    req->reply(body, len, req->reply_arg);
+  } else {
+    pomelo_session *s = pomelo_server_session(srv, req->sid);
+    pomelo_msg m;
+    memset(&m, 0, sizeof m);
+    m.type = POMELO_MSG_RESPONSE;
+    m.id = req->msg.id;
+    m.body = (const uint8_t *)body;
+    m.body_len = len;
+    if (!s || pomelo_conn_get_state(s->conn) != POMELO_CONN_WORKING) {
+      rc = POMELO_ERR_CLOSED;
+    } else {
+      rc = pomelo_conn_send(s->conn, &m);
+      if (rc == 0) {
+        srv->stats.responses++;
+      }
+    }
+  }
+  request_free(req);
+  return rc;
+}
+
+/* The error body: what on_error wrote, else `body`, with "code":500 appended to an object that
+ * has no "code" (as the real server's resp.code = 500); anything unusable gives {"code":500}.
+ * Leaves the text in `out`. */
+static int error_body(pomelo_request *req, int err, const char *body, size_t len,
+                      pomelo_json_writer *out) {
+  pomelo_server *srv = req->srv;
+  pomelo_json_doc *doc = NULL;
+  const pomelo_json_value *root;
+  const char *text = body;
+  size_t tlen = len, i;
+  int rc;
+  if (srv->cb.on_error) {
+    srv->cb.on_error(srv, req, err, out, srv->user_data);
+    if (pomelo_json_writer_complete(out)) {
+      text = pomelo_json_writer_data(out, &tlen);
+    }
+  }
+  rc = text && tlen ? pomelo_json_parse(&doc, &srv->alloc, text, tlen, NULL, NULL)
+                    : POMELO_ERR_JSON_SYNTAX;
+  if (rc == POMELO_ERR_NOMEM) {
+    return rc;
+  }
+  root = rc == 0 ? pomelo_json_root(doc) : NULL;
+  pomelo_json_writer_reset(out);
+  rc = pomelo_json_write_begin_object(out);
+  if (root && pomelo_json_typeof(root) == POMELO_JSON_OBJECT) {
+    for (i = 0; !rc && i < pomelo_json_len(root); i++) {
+      size_t kl;
+      const char *k = pomelo_json_key_at(root, i, &kl);
+      rc = pomelo_json_write_key(out, k, kl);
+      rc = rc ? rc : pomelo_json_write_value(out, pomelo_json_at(root, i));
+    }
+  }
+  if (!rc && !(root && pomelo_json_get(root, "code"))) {
+    rc = pomelo_json_write_key(out, "code", 4);
+    rc = rc ? rc : pomelo_json_write_int64(out, 500);
+  }
+  rc = rc ? rc : pomelo_json_write_end_object(out);
+  pomelo_json_doc_del(doc);
+  return rc;
+}
+
+/* Runs the after-filters (global, then the route's); returns the first error one returns. */
+static int run_after(pomelo_request *req, int err, const char *body, size_t len) {
+  const pm_filters *lists[2];
+  int i, first = 0;
+  uint32_t j;
+  lists[0] = &req->srv->after;
+  lists[1] = req->route ? &req->route->after : NULL;
+  for (i = 0; i < 2; i++) {
+    for (j = 0; lists[i] && j < lists[i]->n; j++) {
+      pomelo_after_fn fn = (pomelo_after_fn)lists[i]->v[j].fn;
+      int rc = fn(req, first ? first : err, (const uint8_t *)body, len, lists[i]->v[j].ud);
+      if (rc && !err && !first) {
+        first = rc;
+      }
+    }
+  }
+  return first;
+}
+
+static int answer_error(pomelo_request *req, int err, const char *body, size_t len,
+                        int run_filters) {
+  pomelo_json_writer *w;
+  const char *text;
+  size_t tlen;
+  int rc = pomelo_json_writer_new(&w, &req->srv->alloc, 0);
+  if (rc) {
+    request_free(req);
+    return rc;
+  }
+  rc = error_body(req, err ? err : POMELO_ERR_CALLBACK, body, len, w);
+  if (rc) {
+    pomelo_json_writer_del(w);
+    request_free(req);
+    return rc;
+  }
+  text = pomelo_json_writer_data(w, &tlen);
+  if (run_filters) {
+    run_after(req, err ? err : POMELO_ERR_CALLBACK, text, tlen);
+  }
+  rc = deliver(req, text, tlen);
+  pomelo_json_writer_del(w);
+  return rc;
+}
+
+int pomelo_request_respond(pomelo_request *req, const char *body, size_t len) {
+  int err;
+  if (!req || (!body && len)) {
+    return POMELO_ERR_INVALID_ARG;
+  }
+  if (!body || len == 0) {
+    body = "{}";
+    len = 2;
+  }
+  err = run_after(req, 0, body, len);
+  if (err) {
+    return answer_error(req, err, NULL, 0, 0);
+  }
+  return deliver(req, body, len);
+}
+
+int pomelo_request_error(pomelo_request *req, int err, const char *body, size_t len) {
+  if (!req || (!body && len)) {
+    return POMELO_ERR_INVALID_ARG;
+  }
+  return answer_error(req, err, body, len, 1);
+}
+
+int pomelo_server_respond(pomelo_server *srv, uint64_t sid, uint32_t id, const char *body,
+                          size_t len) {
+  pomelo_session *s = pomelo_server_session(srv, sid);
+  pomelo_msg m;
+  int rc;
+  if (!s) {
+    return POMELO_ERR_NOT_FOUND;
+  }
+  if (!body || len == 0) {
+    body = "{}";
+    len = 2;
+  }
+  memset(&m, 0, sizeof m);
+  m.type = POMELO_MSG_RESPONSE;
+  m.id = id;
+  m.body = (const uint8_t *)body;
+  m.body_len = len;
+  rc = pomelo_conn_send(s->conn, &m);
+  if (rc == 0) {
+    srv->stats.responses++;
+  }
+  return rc;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Dispatch
+ * ------------------------------------------------------------------------------------------- */
+
+/* Token bucket: returns 1 when the message may pass. */
+static int rate_ok(pomelo_session *s) {
+  pomelo_server *srv = s->srv;
+  int64_t burst = (int64_t)(srv->set.rate_burst ? srv->set.rate_burst : srv->set.rate_limit) * 1000;
+  uint64_t now = srv->now;
+  if (!srv->set.rate_limit) {
+    return 1;
+  }
+  if (now > s->tokens_at) {
+    uint64_t add = (now - s->tokens_at) * srv->set.rate_limit; /* ms x per-second = milli */
+    s->tokens = add >= (uint64_t)burst ? burst : PM_MIN(burst, s->tokens + (int64_t)add);
+    s->tokens_at = now;
+  }
+  if (s->tokens < 1000) {
+    return 0;
+  }
+  s->tokens -= 1000;
+  return 1;
+}
+
+/* A request (with an id) that cannot be routed gets the real server's {"code":500}; a notify is
+ * dropped. Returns 1 when an imported session was taken over by the (answered) request. */
+static int refuse(pomelo_session *s, const pomelo_msg *m, int err,
+                  void (*reply)(const char *, size_t, void *), void *arg) {
+  pomelo_request *req;
+  int req_owned = s->imported;
+  if (m->type != POMELO_MSG_REQUEST) {
+    s->srv->stats.dropped_messages++;
+    return 0;
+  }
+  req = request_new(s->srv, s, m, NULL);
+  if (!req) {
+    return 0;
+  }
+  req->reply = reply;
+  req->reply_arg = arg;
+  answer_error(req, err, NULL, 0, 1); /* frees req, and with it an imported session */
+  return req_owned;
+}
+
+static void forward(pomelo_session *s, const pomelo_msg *m) {
+  pomelo_server *srv = s->srv;
+  size_t len = 0;
+  char *json;
+  if (pomelo_session_export(s, NULL, 0, &len) != POMELO_ERR_BUFFER_TOO_SMALL) {
+    return;
+  }
+  json = pm_malloc(&srv->alloc, len + 1);
+  if (!json) {
+    return;
+  }
+  if (pomelo_session_export(s, json, len, &len) == 0) {
+    json[len] = 0;
+    srv->stats.forwarded++;
+    srv->cb.on_forward(srv, s, json, len, m, srv->user_data);
+  }
+  pm_free(&srv->alloc, json);
+}
+
+/* Routes one message for session `s` (a connected session, or an imported one with `reply`).
+ * Returns 1 when the imported session was taken over by a request, else 0. */
+static int route_msg(pomelo_session *s, const pomelo_msg *m,
+                     void (*reply)(const char *, size_t, void *), void *arg) {
+  pomelo_server *srv = s->srv;
+  size_t type_len, method_off;
+  int dots, owned = 0;
+  pm_strmap_ent *e;
+  pm_route *route;
+  pomelo_request *req;
+  uint32_t j;
+  int i;
+
+  /* Spec 8.2: no dot at all, or a compressed route this server has no dictionary for: dropped
+   * with no answer. */
+  if (m->route_compressed) {
+    srv->stats.dropped_messages++;
+    return 0;
+  }
+  if (!split_route(m->route, m->route_len, &type_len, &method_off, &dots)) {
+    if (dots == 0) {
+      srv->stats.dropped_messages++;
+      return 0;
+    }
+    return refuse(s, m, POMELO_ERR_NOT_FOUND, reply, arg); /* 2 or 4+ parts: {"code":500} */
+  }
+  /* The 2019 guard of the real server: a method named "constructor" is an attack. */
+  if (m->route_len - method_off == 11 && memcmp(m->route + method_off, "constructor", 11) == 0) {
+    if (s->conn) {
+      pomelo_conn_kick(s->conn, "attack", 6);
+      pm_session_touch(s);
+      return 0;
+    }
+    return refuse(s, m, POMELO_ERR_INVALID_ARG, reply, arg);
+  }
+  if (type_len != srv->type_len || memcmp(m->route, srv->server_type, type_len) != 0) {
+    if (s->conn && srv->cb.on_forward) {
+      forward(s, m);
+      return 0;
+    }
+    return refuse(s, m, POMELO_ERR_NOT_FOUND, reply, arg);
+  }
+  e = pm_strmap_get(&srv->routes, m->route, m->route_len);
+  route = e ? e->val : NULL;
+  if (!route || !route->fn) {
+    return refuse(s, m, POMELO_ERR_NOT_FOUND, reply, arg);
+  }
+  req = request_new(srv, s, m, route);
+  if (!req) {
+    return 0;
+  }
+  req->reply = reply;
+  req->reply_arg = arg;
+  owned = req->imported != NULL;
+  {
+    const pm_filters *lists[2];
+    lists[0] = &srv->before;
+    lists[1] = &route->before;
+    for (i = 0; i < 2; i++) {
+      for (j = 0; j < lists[i]->n; j++) {
+        pomelo_before_fn fn = (pomelo_before_fn)lists[i]->v[j].fn;
+        int rc = fn(req, lists[i]->v[j].ud);
+        if (rc) {
+          if (m->type == POMELO_MSG_REQUEST) {
+            answer_error(req, rc, NULL, 0, 1);
+          } else {
+            srv->stats.dropped_messages++;
+            request_free(req);
+          }
+          return owned;
+        }
+      }
+    }
+  }
+  route->fn(req, route->ud);
+  return owned;
+}
+
+void pm_server_dispatch_msg(pomelo_session *s, const pomelo_msg *m) {
+  pomelo_server *srv = s->srv;
+  if (m->type == POMELO_MSG_REQUEST) {
+    srv->stats.requests++;
+  } else if (m->type == POMELO_MSG_NOTIFY) {
+    srv->stats.notifies++;
+  } else {
+    srv->stats.dropped_messages++; /* a client does not send responses or pushes */
+    return;
+  }
+  if (!rate_ok(s)) {
+    srv->stats.rate_limited++;
+    if (srv->set.rate_policy == POMELO_RATE_KICK) {
+      pomelo_conn_kick(s->conn, "rate limit", 10);
+      pm_session_touch(s);
+    }
+    return;
+  }
+  route_msg(s, m, NULL, NULL);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Backend dispatch of forwarded messages
+ * ------------------------------------------------------------------------------------------- */
+
+static int import_session(pomelo_server *srv, const char *json, size_t len, pomelo_session **out) {
+  pomelo_json_doc *doc = NULL;
+  const pomelo_json_value *root, *v, *settings;
+  pomelo_session *s;
+  int64_t id;
+  size_t i;
+  int rc = pomelo_json_parse(&doc, &srv->alloc, json, len, NULL, NULL);
+  if (rc) {
+    return rc;
+  }
+  root = pomelo_json_root(doc);
+  v = pomelo_json_get(root, "id");
+  if (pomelo_json_typeof(root) != POMELO_JSON_OBJECT || pomelo_json_int64(v, &id) != 0 || id < 1) {
+    pomelo_json_doc_del(doc);
+    return POMELO_ERR_INVALID_ARG;
+  }
+  s = pm_calloc(&srv->alloc, sizeof(*s));
+  if (!s) {
+    pomelo_json_doc_del(doc);
+    return POMELO_ERR_NOMEM;
+  }
+  s->srv = srv;
+  s->sid = (uint64_t)id;
+  s->imported = 1;
+  s->heap_idx = PM_NO_HEAP;
+  s->flush_at = PM_NO_DEADLINE;
+  v = pomelo_json_get(root, "uid");
+  if (pomelo_json_typeof(v) == POMELO_JSON_STRING) {
+    size_t ul;
+    const char *u = pomelo_json_string(v, &ul);
+    s->uid = pm_malloc(&srv->alloc, ul + 1);
+    if (!s->uid) {
+      rc = POMELO_ERR_NOMEM;
+    } else {
+      memcpy(s->uid, u, ul + 1);
+      s->uid_len = ul;
+    }
+  }
+  settings = pomelo_json_get(root, "settings");
+  for (i = 0; rc == 0 && i < pomelo_json_len(settings); i++) {
+    size_t kl, vl;
+    const char *k = pomelo_json_key_at(settings, i, &kl);
+    const pomelo_json_value *sv = pomelo_json_at(settings, i);
+    if (pomelo_json_typeof(sv) == POMELO_JSON_STRING) {
+      const char *str = pomelo_json_string(sv, &vl);
+      rc = pomelo_session_set(s, k, kl, str, vl);
+    } else {
+      /* Non-string values (the real server allows any) are kept as their JSON text. */
+      pomelo_json_writer *w;
+      rc = pomelo_json_writer_new(&w, &srv->alloc, 0);
+      if (rc == 0) {
+        const char *text;
+        rc = pomelo_json_write_value(w, sv);
+        text = pomelo_json_writer_data(w, &vl);
+        rc = rc ? rc : pomelo_session_set(s, k, kl, text, vl);
+        pomelo_json_writer_del(w);
+      }
+    }
+  }
+  pomelo_json_doc_del(doc);
+  if (rc) {
+    pm_session_free_imported(s);
+    return rc;
+  }
+  *out = s;
+  return 0;
+}
+
+int pomelo_server_dispatch(pomelo_server *srv, const char *session_json, size_t session_json_len,
+                           const pomelo_msg *msg,
+                           void (*reply)(const char *body, size_t len, void *arg), void *arg) {
+  pomelo_session *s;
+  int rc;
+  if (!session_json || !msg || !reply ||
+      (msg->type != POMELO_MSG_REQUEST && msg->type != POMELO_MSG_NOTIFY) ||
+      msg->route_compressed) {
+    return POMELO_ERR_INVALID_ARG;
+  }
+  rc = import_session(srv, session_json, session_json_len, &s);
+  if (rc) {
+    return rc;
+  }
+  if (msg->type == POMELO_MSG_REQUEST) {
+    srv->stats.requests++;
+  } else {
+    srv->stats.notifies++;
+  }
+  if (!route_msg(s, msg, reply, arg)) {
+    pm_session_free_imported(s); /* no request took it over */
+  }
+  return 0;
+}

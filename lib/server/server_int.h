@@ -1,0 +1,134 @@
+/* libpomelo internal: the server's structures (not installed).
+ * SPDX-License-Identifier: MIT
+ */
+#ifndef POMELO_LIB_SERVER_INT_H
+#define POMELO_LIB_SERVER_INT_H
+
+#include <pomelo/server.h>
+
+#include "conn/conn_int.h"
+#include "core/map.h"
+
+typedef struct pm_filter {
+  pm_fn fn; /* pomelo_before_fn or pomelo_after_fn */
+  void *ud;
+} pm_filter;
+
+typedef struct pm_filters {
+  pm_filter *v;
+  uint32_t n, cap;
+} pm_filters;
+
+/* A registered route: its handler and its own filters (heap object: stable address). */
+typedef struct pm_route {
+  pomelo_handler_fn fn;
+  void *ud;
+  pm_filters before, after;
+} pm_route;
+
+typedef struct pm_setting {
+  char *key; /* one allocation: key NUL value NUL */
+  size_t klen;
+  char *val;
+  size_t vlen;
+} pm_setting;
+
+/* A channel a session was added to, under which uid (the member's own copy). */
+typedef struct pm_membership {
+  pomelo_channel *ch;
+  const char *uid;
+  size_t uid_len;
+} pm_membership;
+
+#define PM_NO_HEAP UINT32_MAX
+
+struct pomelo_session {
+  pomelo_server *srv;
+  pomelo_conn *conn; /* NULL for a session imported by pomelo_server_dispatch */
+  uint64_t sid;
+  void *user_data;
+  char *uid; /* NULL when unbound */
+  size_t uid_len;
+  pomelo_session *uid_next, *uid_prev; /* the other sessions of the same uid */
+  pomelo_session *all_next, *all_prev; /* every session of the server */
+  pm_setting *settings;
+  uint32_t nsettings, csettings;
+  pm_membership *channels;
+  uint32_t nchannels, cchannels;
+  uint32_t heap_idx;  /* position in the server's timer heap, PM_NO_HEAP when absent */
+  uint64_t deadline;  /* its key there */
+  uint64_t flush_at;  /* batching: when to report the output (PM_NO_DEADLINE: nothing held) */
+  int64_t tokens;     /* rate limit: milli-tokens */
+  uint64_t tokens_at; /* when they were last refilled */
+  uint8_t closed_notified;
+  uint8_t imported;
+};
+
+typedef struct pm_member {
+  uint64_t sid;
+  char *uid; /* own allocation: sessions point at it from their membership list */
+  size_t uid_len;
+} pm_member;
+
+struct pomelo_channel {
+  pomelo_server *srv;
+  char *name; /* the channels map's key copy */
+  size_t name_len;
+  pm_member *m;
+  uint32_t n, cap;
+  pm_strmap index; /* sid bytes + uid -> position + 1 (code) */
+};
+
+struct pomelo_request {
+  pomelo_server *srv;
+  uint64_t sid;
+  pomelo_session *imported; /* backend dispatch: the imported session, owned */
+  pm_route *route;          /* NULL when no handler matched */
+  pomelo_msg msg;
+  pomelo_json_doc *doc;
+  uint8_t parsed;
+  void (*reply)(const char *body, size_t len, void *arg);
+  void *reply_arg;
+  pomelo_request *next, *prev; /* the server's pending requests */
+  char data[];                 /* route, NUL, body */
+};
+
+struct pomelo_server {
+  pomelo_allocator alloc;
+  pomelo_server_settings set;
+  char *server_id, *server_type;
+  size_t id_len, type_len;
+  pomelo_server_callbacks cb;
+  void *user_data;
+  pm_conn_shared *sh;
+  pm_conn_counters counters;
+  pomelo_server_stats stats;
+  uint64_t next_sid;
+  uint64_t now; /* the latest time any call passed */
+  pm_idmap by_sid;
+  pm_strmap by_uid;   /* uid -> first session (val) */
+  pm_strmap routes;   /* route -> pm_route (val) */
+  pm_strmap channels; /* name -> pomelo_channel (val) */
+  pomelo_session *all;
+  pomelo_session **heap;
+  uint32_t heap_len, heap_cap;
+  pm_filters before, after; /* global filters */
+  pomelo_request *reqs;
+  size_t sessions, bound;
+  int shutting_down;
+};
+
+/* server.c */
+void pm_session_touch(pomelo_session *s);
+void pm_session_free_imported(pomelo_session *s);
+/* dispatch.c */
+void pm_server_dispatch_msg(pomelo_session *s, const pomelo_msg *msg);
+void pm_server_release_requests(pomelo_server *srv);
+/* channel.c */
+void pm_channel_free(pomelo_channel *ch);
+void pm_session_leave_channels(pomelo_session *s);
+/* Queues a push frame for one session, applying the slow-consumer policy. Returns 0,
+ * POMELO_ERR_STATE (not working), POMELO_ERR_LIMIT (dropped or disconnected) or an error. */
+int pm_session_queue_push(pomelo_session *s, pomelo_frame *f);
+
+#endif /* POMELO_LIB_SERVER_INT_H */

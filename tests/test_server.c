@@ -1,0 +1,834 @@
+/* The server: sessions, dispatch (every row of spec 8.2), filters, forwarding, channels,
+ * encode-once pushes, limits, timers and statistics.
+ * SPDX-License-Identifier: MIT
+ */
+#include <pomelo/server.h>
+
+#include "tap.h"
+#include "testutil.h"
+
+/* ---------------------------------------------------------------------------------------------
+ * Harness: a server whose callbacks record events, and clients made of hand-built packages.
+ * ------------------------------------------------------------------------------------------- */
+
+typedef struct events {
+  int outputs, ready, closed, last_reason, forwards;
+  uint64_t fwd_sid;
+  uint32_t fwd_id;
+  char fwd_json[512];
+  char fwd_route[64];
+  pomelo_request *held; /* a request a handler kept for later */
+  int error_custom;     /* on_error writes a custom body */
+} events;
+
+static events ev;
+
+static void on_output(pomelo_server *srv, pomelo_session *s, void *ud) {
+  (void)srv;
+  (void)s;
+  (void)ud;
+  ev.outputs++;
+}
+static void on_ready(pomelo_server *srv, pomelo_session *s, void *ud) {
+  (void)srv;
+  (void)s;
+  (void)ud;
+  ev.ready++;
+}
+static void on_closed(pomelo_server *srv, pomelo_session *s, int reason, void *ud) {
+  (void)srv;
+  (void)s;
+  (void)ud;
+  ev.closed++;
+  ev.last_reason = reason;
+}
+static void on_forward(pomelo_server *srv, pomelo_session *s, const char *json, size_t len,
+                       const pomelo_msg *m, void *ud) {
+  (void)srv;
+  (void)ud;
+  ev.forwards++;
+  ev.fwd_sid = pomelo_session_id(s);
+  ev.fwd_id = m->id;
+  snprintf(ev.fwd_json, sizeof ev.fwd_json, "%.*s", (int)len, json);
+  snprintf(ev.fwd_route, sizeof ev.fwd_route, "%.*s", (int)m->route_len, m->route);
+}
+static void on_error(pomelo_server *srv, pomelo_request *req, int err, pomelo_json_writer *w,
+                     void *ud) {
+  (void)srv;
+  (void)req;
+  (void)ud;
+  if (ev.error_custom) {
+    pomelo_json_write_begin_object(w);
+    pomelo_json_write_key(w, "error", 5);
+    pomelo_json_write_string(w, pomelo_err_name(err), strlen(pomelo_err_name(err)));
+    pomelo_json_write_end_object(w);
+  }
+}
+
+static pomelo_server_callbacks callbacks(int with_forward) {
+  pomelo_server_callbacks cb;
+  memset(&cb, 0, sizeof cb);
+  cb.on_output = on_output;
+  cb.on_session_ready = on_ready;
+  cb.on_session_closed = on_closed;
+  cb.on_forward = with_forward ? on_forward : NULL;
+  cb.on_error = on_error;
+  return cb;
+}
+
+static pomelo_server *make_server(pomelo_server_settings *custom, const pomelo_allocator *a,
+                                  int with_forward) {
+  pomelo_server_settings s;
+  pomelo_server_callbacks cb = callbacks(with_forward);
+  pomelo_server *srv = NULL;
+  if (custom) {
+    s = *custom;
+  } else {
+    pomelo_server_settings_default(&s);
+    s.conn.heartbeat_interval_ms = 3000;
+  }
+  memset(&ev, 0, sizeof ev);
+  if (pomelo_server_new(&srv, &s, &cb, a, NULL) != 0) {
+    return NULL;
+  }
+  return srv;
+}
+
+static uint8_t scratch[1 << 16];
+
+static int feed_pkg(pomelo_session *s, int type, const void *body, size_t len, uint64_t now) {
+  size_t n;
+  pomelo_pkg_encode(scratch, sizeof scratch, type, body, len, &n);
+  return pomelo_session_feed(s, scratch, n, now);
+}
+
+static int feed_msg(pomelo_session *s, int type, uint32_t id, const char *route, const char *body,
+                    uint64_t now) {
+  uint8_t m[4096];
+  size_t n;
+  pomelo_msg msg;
+  memset(&msg, 0, sizeof msg);
+  msg.type = (pomelo_msg_type)type;
+  msg.id = id;
+  msg.route = route;
+  msg.route_len = route ? strlen(route) : 0;
+  msg.body = (const uint8_t *)body;
+  msg.body_len = body ? strlen(body) : 0;
+  pomelo_msg_encode(m, sizeof m, &msg, &n);
+  return feed_pkg(s, POMELO_PKG_DATA, m, n, now);
+}
+
+/* Drains a session's output into a text: "type:body|..." with DATA shown as
+ * "push <route> <body>" / "resp <id> <body>". */
+static const char *drain(pomelo_session *s, uint64_t now) {
+  static char text[1 << 16];
+  static uint8_t buf[1 << 16];
+  struct iovec iov[32];
+  size_t total = 0, tl = 0, pos = 0;
+  int n, i;
+  while ((n = pomelo_session_out_iov(s, iov, 32)) > 0) {
+    size_t got = 0;
+    for (i = 0; i < n; i++) {
+      if (total + iov[i].iov_len <= sizeof buf) {
+        memcpy(buf + total, iov[i].iov_base, iov[i].iov_len);
+        total += iov[i].iov_len;
+      }
+      got += iov[i].iov_len;
+    }
+    pomelo_session_out_consume(s, got, now);
+  }
+  text[0] = 0;
+  while (pos < total) {
+    pomelo_pkg p;
+    size_t used;
+    pomelo_msg m;
+    if (pomelo_pkg_decode(buf + pos, total - pos, &p, &used) != 0) {
+      break;
+    }
+    pos += used;
+    if (p.type == POMELO_PKG_DATA && pomelo_msg_decode(p.body, p.body_len, &m) == 0) {
+      if (m.type == POMELO_MSG_PUSH) {
+        tl += (size_t)snprintf(text + tl, sizeof text - tl, "%spush %.*s %.*s", tl ? "|" : "",
+                               (int)m.route_len, m.route, (int)m.body_len, m.body);
+      } else {
+        tl += (size_t)snprintf(text + tl, sizeof text - tl, "%sresp %u %.*s", tl ? "|" : "", m.id,
+                               (int)m.body_len, m.body);
+      }
+    } else {
+      tl += (size_t)snprintf(text + tl, sizeof text - tl, "%s%d:%.*s", tl ? "|" : "", p.type,
+                             (int)p.body_len, p.body);
+    }
+  }
+  return text;
+}
+
+static const char *HS = "{\"sys\":{\"type\":\"js-websocket\",\"version\":\"0.0.1\"}}";
+
+/* Accepts a session and takes it through the handshake; its output is drained. */
+static pomelo_session *join(pomelo_server *srv, uint64_t now) {
+  pomelo_session *s = NULL;
+  if (pomelo_server_accept(srv, now, NULL, &s) != 0) {
+    return NULL;
+  }
+  feed_pkg(s, POMELO_PKG_HANDSHAKE, HS, strlen(HS), now);
+  feed_pkg(s, POMELO_PKG_HANDSHAKE_ACK, NULL, 0, now);
+  drain(s, now);
+  return s;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Handlers used by the tests
+ * ------------------------------------------------------------------------------------------- */
+
+static void h_ok(pomelo_request *req, void *ud) {
+  (void)ud;
+  pomelo_request_respond(req, "{\"code\":200,\"msg\":\"ok\"}", 23);
+}
+static void h_error(pomelo_request *req, void *ud) {
+  (void)ud;
+  pomelo_request_error(req, POMELO_ERR_CALLBACK, NULL, 0);
+}
+static void h_error_code(pomelo_request *req, void *ud) {
+  (void)ud;
+  pomelo_request_error(req, POMELO_ERR_CALLBACK, "{\"code\":42,\"x\":1}", 17);
+}
+static void h_error_nocode(pomelo_request *req, void *ud) {
+  (void)ud;
+  pomelo_request_error(req, POMELO_ERR_CALLBACK, "{\"x\":1}", 7);
+}
+static void h_empty(pomelo_request *req, void *ud) {
+  (void)ud;
+  pomelo_request_respond(req, NULL, 0);
+}
+static void h_hold(pomelo_request *req, void *ud) {
+  (void)ud;
+  ev.held = req;
+}
+static void h_echo(pomelo_request *req, void *ud) {
+  const pomelo_msg *m = pomelo_request_msg(req);
+  const pomelo_json_value *v = pomelo_request_json(req);
+  char out[512];
+  size_t ul = 0;
+  pomelo_session *s = pomelo_request_session(req);
+  const char *uid = s ? pomelo_session_uid(s, &ul) : NULL;
+  (void)ud;
+  snprintf(out, sizeof out, "{\"route\":\"%.*s\",\"json\":%s,\"uid\":\"%.*s\"}", (int)m->route_len,
+           m->route, v ? "true" : "false", (int)ul, uid ? uid : "");
+  pomelo_request_respond(req, out, strlen(out));
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Tests
+ * ------------------------------------------------------------------------------------------- */
+
+static void test_dispatch_table(void) {
+  pomelo_server *srv = make_server(NULL, NULL, 0);
+  pomelo_session *s;
+  pomelo_server_on(srv, "connector.h.ok", 14, h_ok, NULL);
+  pomelo_server_on(srv, "connector.h.error", 17, h_error, NULL);
+  pomelo_server_on(srv, "connector.h.code", 16, h_error_code, NULL);
+  pomelo_server_on(srv, "connector.h.nocode", 18, h_error_nocode, NULL);
+  pomelo_server_on(srv, "connector.h.empty", 17, h_empty, NULL);
+  s = join(srv, 0);
+  ok(s != NULL && ev.ready == 1, "session through the handshake");
+
+  feed_msg(s, POMELO_MSG_REQUEST, 1, "connector.h.ok", "{}", 1);
+  is_str(drain(s, 1), "resp 1 {\"code\":200,\"msg\":\"ok\"}", "next(null, resp): that object");
+  feed_msg(s, POMELO_MSG_REQUEST, 2, "connector.h.error", "{}", 1);
+  is_str(drain(s, 1), "resp 2 {\"code\":500}", "next(err): {\"code\":500}");
+  feed_msg(s, POMELO_MSG_REQUEST, 3, "connector.h.code", "{}", 1);
+  is_str(drain(s, 1), "resp 3 {\"code\":42,\"x\":1}", "next(err, {code:42,x:1}): code kept");
+  feed_msg(s, POMELO_MSG_REQUEST, 4, "connector.h.nocode", "{}", 1);
+  is_str(drain(s, 1), "resp 4 {\"x\":1,\"code\":500}", "next(err, {x:1}): code 500 added last");
+  feed_msg(s, POMELO_MSG_REQUEST, 5, "connector.h.empty", "{}", 1);
+  is_str(drain(s, 1), "resp 5 {}", "next(): {}");
+  feed_msg(s, POMELO_MSG_REQUEST, 6, "connector.h.nosuch", "{}", 1);
+  is_str(drain(s, 1), "resp 6 {\"code\":500}", "unknown method of a known type: 500");
+  feed_msg(s, POMELO_MSG_REQUEST, 7, "nosuch.h.m", "{}", 1);
+  is_str(drain(s, 1), "resp 7 {\"code\":500}", "unknown server type (no forward hook): 500");
+  feed_msg(s, POMELO_MSG_REQUEST, 8, "foo", "{}", 1);
+  is_str(drain(s, 1), "", "route without a dot: no response");
+  feed_msg(s, POMELO_MSG_REQUEST, 9, "connector.h", "{}", 1);
+  is_str(drain(s, 1), "resp 9 {\"code\":500}", "two parts: 500");
+  feed_msg(s, POMELO_MSG_REQUEST, 10, "connector.h.ok.x", "{}", 1);
+  is_str(drain(s, 1), "resp 10 {\"code\":500}", "four parts: 500");
+  {
+    uint8_t m[16];
+    size_t n;
+    pomelo_msg msg;
+    memset(&msg, 0, sizeof msg);
+    msg.type = POMELO_MSG_REQUEST;
+    msg.id = 11;
+    msg.route_compressed = 1;
+    msg.route_code = 2;
+    pomelo_msg_encode(m, sizeof m, &msg, &n);
+    feed_pkg(s, POMELO_PKG_DATA, m, n, 1);
+    is_str(drain(s, 1), "", "compressed route without a dictionary: no response");
+    feed_pkg(s, POMELO_PKG_DATA, "\x00\x00\x02h.", 5, 1);
+    is_str(drain(s, 1), "", "request id 0: no response");
+  }
+  feed_msg(s, POMELO_MSG_NOTIFY, 0, "connector.h.ok", "{}", 1);
+  is_str(drain(s, 1), "", "a notify whose handler answers: nothing sent");
+  feed_msg(s, POMELO_MSG_REQUEST, 12, "connector.h.ok", "not json", 1);
+  is_str(drain(s, 1), "resp 12 {\"code\":200,\"msg\":\"ok\"}",
+         "invalid JSON body still dispatched (as the real server)");
+  feed_msg(s, POMELO_MSG_REQUEST, 13, "connector.h.constructor", "{}", 1);
+  is_str(drain(s, 1), "5:{\"reason\":\"attack\"}", "method 'constructor': kicked as an attack");
+  ok(pomelo_session_wants_close(s), "closed after the kick");
+  is_int(ev.last_reason, POMELO_CLOSE_KICKED, "on_session_closed(KICKED)");
+  {
+    pomelo_server_stats st;
+    pomelo_server_get_stats(srv, &st);
+    is_int(st.requests, 13, "requests counted (the id-0 one is malformed: dropped before)");
+    is_int(st.notifies, 1, "notifies counted");
+    is_int(st.responses, 10, "responses counted");
+    is_int(st.kicks, 1, "kicks counted");
+    ok(st.dropped_messages >= 3, "dropped messages counted (%llu)",
+       (unsigned long long)st.dropped_messages);
+  }
+  pomelo_server_release(srv, s);
+  is_int(pomelo_server_session_count(srv), 0, "released");
+  is_int(pomelo_server_on(srv, "a.b", 3, h_ok, NULL), POMELO_ERR_INVALID_ARG, "route of 2 parts");
+  is_int(pomelo_server_on(srv, "a..c", 4, h_ok, NULL), POMELO_ERR_INVALID_ARG, "empty part");
+  pomelo_server_del(srv);
+}
+
+static int f_stop(pomelo_request *req, void *ud) {
+  (void)req;
+  return *(int *)ud;
+}
+static int after_calls;
+static int f_after(pomelo_request *req, int err, const uint8_t *body, size_t len, void *ud) {
+  (void)req;
+  (void)err;
+  (void)body;
+  (void)len;
+  after_calls++;
+  return *(int *)ud;
+}
+
+static void test_filters_and_late_answers(void) {
+  pomelo_server *srv = make_server(NULL, NULL, 0);
+  pomelo_session *s;
+  int stop_global = 0, stop_route = 0, after_err = 0;
+  pomelo_server_on(srv, "connector.h.ok", 14, h_ok, NULL);
+  pomelo_server_on(srv, "connector.h.hold", 16, h_hold, NULL);
+  pomelo_server_on(srv, "connector.h.echo", 16, h_echo, NULL);
+  is_int(pomelo_server_before(srv, NULL, 0, f_stop, &stop_global), 0, "global before filter");
+  is_int(pomelo_server_before(srv, "connector.h.ok", 14, f_stop, &stop_route), 0, "route filter");
+  is_int(pomelo_server_after(srv, NULL, 0, f_after, &after_err), 0, "global after filter");
+  s = join(srv, 0);
+
+  feed_msg(s, POMELO_MSG_REQUEST, 1, "connector.h.ok", "{}", 1);
+  is_str(drain(s, 1), "resp 1 {\"code\":200,\"msg\":\"ok\"}", "filters let it through");
+  is_int(after_calls, 1, "after filter ran");
+  stop_route = POMELO_ERR_LIMIT;
+  ev.error_custom = 1;
+  feed_msg(s, POMELO_MSG_REQUEST, 2, "connector.h.ok", "{}", 1);
+  is_str(drain(s, 1), "resp 2 {\"error\":\"ERR_LIMIT\",\"code\":500}",
+         "route before-filter stops it; on_error builds the body, code added");
+  ev.error_custom = 0;
+  stop_route = 0;
+  stop_global = POMELO_ERR_STATE;
+  feed_msg(s, POMELO_MSG_REQUEST, 3, "connector.h.echo", "{}", 1);
+  is_str(drain(s, 1), "resp 3 {\"code\":500}", "global before-filter stops any route");
+  stop_global = 0;
+  after_err = POMELO_ERR_CALLBACK;
+  feed_msg(s, POMELO_MSG_REQUEST, 4, "connector.h.ok", "{}", 1);
+  is_str(drain(s, 1), "resp 4 {\"code\":500}", "after-filter turns the answer into an error");
+  after_err = 0;
+
+  feed_msg(s, POMELO_MSG_REQUEST, 5, "connector.h.hold", "{\"k\":1}", 1);
+  ok(ev.held != NULL, "handler kept the request");
+  is_str(drain(s, 1), "", "nothing sent yet");
+  {
+    const pomelo_msg *m = pomelo_request_msg(ev.held);
+    ok(m->id == 5 && m->body_len == 7 && memcmp(m->body, "{\"k\":1}", 7) == 0,
+       "the held request's message is still readable");
+    ok(pomelo_request_json(ev.held) != NULL, "body parsed on demand");
+    is_int(pomelo_request_sid(ev.held), pomelo_session_id(s), "sid");
+    is_int(pomelo_request_respond(ev.held, "{\"late\":true}", 13), 0, "answer later");
+    is_str(drain(s, 2), "resp 5 {\"late\":true}", "late answer sent");
+  }
+  feed_msg(s, POMELO_MSG_REQUEST, 6, "connector.h.hold", "{}", 3);
+  pomelo_session_peer_closed(s);
+  pomelo_server_release(srv, s);
+  ok(pomelo_request_session(ev.held) == NULL, "the session of a held request is gone");
+  is_int(pomelo_request_respond(ev.held, "{}", 2), POMELO_ERR_CLOSED,
+         "answering after release: POMELO_ERR_CLOSED (handle freed)");
+  /* A held request at deletion time is freed by the server. */
+  s = join(srv, 4);
+  feed_msg(s, POMELO_MSG_REQUEST, 7, "connector.h.hold", "{}", 4);
+  pomelo_server_del(srv);
+  ok(1, "server deleted with a request still held (freed, no leak under ASan)");
+}
+
+static void test_forwarding(void) {
+  pomelo_server *front = make_server(NULL, NULL, 1), *back;
+  pomelo_server_settings bs;
+  pomelo_session *s;
+  pomelo_msg m;
+  events saved;
+  s = join(front, 0);
+  pomelo_session_bind(s, "alice", 5);
+  pomelo_session_set(s, "rid", 3, "room1", 5);
+  feed_msg(s, POMELO_MSG_REQUEST, 9, "chat.chatHandler.send", "{\"content\":\"hi\"}", 1);
+  is_int(ev.forwards, 1, "a route of another server type goes to on_forward");
+  is_str(ev.fwd_route, "chat.chatHandler.send", "with the message");
+  {
+    char want[256];
+    snprintf(want, sizeof want,
+             "{\"id\":%llu,\"frontendId\":\"connector-server-1\",\"uid\":\"alice\",\"settings\":"
+             "{\"rid\":\"room1\"}}",
+             (unsigned long long)pomelo_session_id(s));
+    is_str(ev.fwd_json, want, "and the exported session (the real session.export() shape)");
+  }
+  is_str(drain(s, 1), "", "no answer until the backend replies");
+
+  /* The backend: a server of type chat runs the handler on the imported session. */
+  saved = ev;
+  pomelo_server_settings_default(&bs);
+  bs.server_id = "chat-server-1";
+  bs.server_type = "chat";
+  back = make_server(&bs, NULL, 0);
+  ev = saved;
+  pomelo_server_on(back, "chat.chatHandler.send", 21, h_echo, NULL);
+  memset(&m, 0, sizeof m);
+  m.type = POMELO_MSG_REQUEST;
+  m.id = ev.fwd_id;
+  m.route = "chat.chatHandler.send";
+  m.route_len = 21;
+  m.body = (const uint8_t *)"{\"content\":\"hi\"}";
+  m.body_len = 16;
+  is_int(pomelo_server_dispatch(back, ev.fwd_json, strlen(ev.fwd_json), &m, NULL, NULL),
+         POMELO_ERR_INVALID_ARG, "dispatch needs a reply callback");
+  pomelo_server_del(back);
+  pomelo_server_del(front);
+}
+
+static char backend_reply[512];
+static void take_reply(const char *body, size_t len, void *arg) {
+  (void)arg;
+  snprintf(backend_reply, sizeof backend_reply, "%.*s", (int)len, body);
+}
+
+static void test_forward_roundtrip(void) {
+  pomelo_server *front = make_server(NULL, NULL, 1), *back;
+  pomelo_server_settings bs;
+  pomelo_session *s;
+  pomelo_msg m;
+  events saved;
+  char json[512];
+  uint64_t sid;
+  uint32_t id;
+  s = join(front, 0);
+  pomelo_session_bind(s, "bob", 3);
+  feed_msg(s, POMELO_MSG_REQUEST, 21, "chat.chatHandler.send", "{\"a\":1}", 1);
+  snprintf(json, sizeof json, "%s", ev.fwd_json);
+  sid = ev.fwd_sid;
+  id = ev.fwd_id;
+  saved = ev;
+  pomelo_server_settings_default(&bs);
+  bs.server_id = "chat-server-1";
+  bs.server_type = "chat";
+  back = make_server(&bs, NULL, 0);
+  ev = saved;
+  pomelo_server_on(back, "chat.chatHandler.send", 21, h_echo, NULL);
+  memset(&m, 0, sizeof m);
+  m.type = POMELO_MSG_REQUEST;
+  m.id = id;
+  m.route = "chat.chatHandler.send";
+  m.route_len = 21;
+  m.body = (const uint8_t *)"{\"a\":1}";
+  m.body_len = 7;
+  is_int(pomelo_server_dispatch(back, json, strlen(json), &m, take_reply, NULL), 0,
+         "backend dispatch");
+  is_str(backend_reply, "{\"route\":\"chat.chatHandler.send\",\"json\":true,\"uid\":\"bob\"}",
+         "the handler ran on the imported session (uid bob)");
+  is_int(pomelo_server_respond(front, sid, id, backend_reply, strlen(backend_reply)), 0,
+         "the frontend sends the backend's answer");
+  is_str(drain(s, 2), "resp 21 {\"route\":\"chat.chatHandler.send\",\"json\":true,\"uid\":\"bob\"}",
+         "the client gets it under its request id");
+  m.route = "chat.chatHandler.nosuch";
+  m.route_len = strlen(m.route);
+  backend_reply[0] = 0;
+  pomelo_server_dispatch(back, json, strlen(json), &m, take_reply, NULL);
+  is_str(backend_reply, "{\"code\":500}", "backend: unknown route answers 500");
+  m.type = POMELO_MSG_NOTIFY;
+  m.route = "chat.chatHandler.send";
+  m.route_len = 21;
+  backend_reply[0] = 0;
+  pomelo_server_dispatch(back, json, strlen(json), &m, take_reply, NULL);
+  is_str(backend_reply, "", "backend: a notify never replies");
+  is_int(pomelo_server_dispatch(back, "{\"id\":\"x\"}", 10, &m, take_reply, NULL),
+         POMELO_ERR_INVALID_ARG, "bad session JSON refused");
+  is_int(pomelo_server_dispatch(back, "{", 1, &m, take_reply, NULL), POMELO_ERR_JSON_SYNTAX,
+         "unparsable session JSON refused");
+  is_int(pomelo_server_respond(front, 999, 1, "{}", 2), POMELO_ERR_NOT_FOUND,
+         "respond to a session that is gone");
+  pomelo_server_del(back);
+  pomelo_server_del(front);
+}
+
+static void test_sessions(void) {
+  pomelo_server_settings st;
+  pomelo_server *srv = make_server(NULL, NULL, 0);
+  pomelo_session *a = join(srv, 0), *b = join(srv, 0), *c = join(srv, 0), *list[4];
+  char buf[256];
+  size_t n;
+  const char *v;
+  ok(pomelo_session_id(a) == 1 && pomelo_session_id(b) == 2 && pomelo_session_id(c) == 3,
+     "sids 1, 2, 3");
+  ok(pomelo_server_session(srv, 2) == b && pomelo_server_session(srv, 9) == NULL, "lookup by sid");
+  is_int(pomelo_session_bind(a, "u1", 2), 0, "bind");
+  is_int(pomelo_session_bind(a, "u1", 2), 0, "bind the same uid again");
+  is_int(pomelo_session_bind(a, "u2", 2), POMELO_ERR_EXISTS, "bind another uid");
+  is_int(pomelo_session_bind(b, "u1", 2), 0, "many sessions per uid by default");
+  is_int(pomelo_server_sessions_by_uid(srv, "u1", 2, list, 4), 2, "two sessions of u1");
+  is_int(pomelo_server_bound_count(srv), 2, "bound count");
+  is_int(pomelo_session_bind(c, "", 0), POMELO_ERR_INVALID_ARG, "empty uid");
+  is_int(pomelo_session_unbind(a), 0, "unbind");
+  is_int(pomelo_session_unbind(a), POMELO_ERR_STATE, "unbind twice");
+  is_int(pomelo_server_sessions_by_uid(srv, "u1", 2, list, 4), 1, "one left");
+  ok(list[0] == b, "it is b");
+  is_int(pomelo_session_set(a, "k", 1, "v1", 2), 0, "set");
+  is_int(pomelo_session_set(a, "k", 1, "v2", 2), 0, "overwrite");
+  v = pomelo_session_get(a, "k", 1, &n);
+  ok(v && n == 2 && memcmp(v, "v2", 2) == 0, "get");
+  is_int(pomelo_session_remove(a, "k", 1), 0, "remove");
+  ok(pomelo_session_get(a, "k", 1, &n) == NULL, "gone");
+  is_int(pomelo_session_remove(a, "k", 1), POMELO_ERR_NOT_FOUND, "remove twice");
+  pomelo_session_set(a, "q\"", 2, "x\ny", 3);
+  is_int(pomelo_session_export(a, buf, sizeof buf, &n), 0, "export");
+  is_mem(
+      buf, n,
+      "{\"id\":1,\"frontendId\":\"connector-server-1\",\"uid\":null,\"settings\":{\"q\\\"\":"
+      "\"x\\ny\"}}",
+      strlen("{\"id\":1,\"frontendId\":\"connector-server-1\",\"uid\":null,\"settings\":{\"q\\\"\":"
+             "\"x\\ny\"}}"),
+      "export escapes keys and values, uid null when unbound");
+  is_int(pomelo_session_export(a, buf, 10, &n), POMELO_ERR_BUFFER_TOO_SMALL, "export measures");
+  pomelo_session_bind(c, "u1", 2);
+  is_int(pomelo_server_kick_uid(srv, "u1", 2, "bye", 3), 2, "kick by uid reaches both");
+  is_str(drain(b, 1), "5:{\"reason\":\"bye\"}", "KICK with the reason");
+  is_str(drain(c, 1), "5:{\"reason\":\"bye\"}", "to each session");
+  ok(pomelo_session_wants_close(b) && pomelo_session_wants_close(c), "both closed");
+  is_int(pomelo_session_kick(a, NULL, 0), 0, "kick by sid without a reason");
+  is_str(drain(a, 1), "", "no KICK package");
+  pomelo_server_release(srv, a);
+  pomelo_server_release(srv, b);
+  pomelo_server_release(srv, c);
+  is_int(pomelo_server_session_count(srv) + pomelo_server_bound_count(srv), 0, "all gone");
+  pomelo_server_del(srv);
+
+  /* Single-session policies. */
+  pomelo_server_settings_default(&st);
+  st.uid_policy = POMELO_UID_REJECT;
+  srv = make_server(&st, NULL, 0);
+  a = join(srv, 0);
+  b = join(srv, 0);
+  pomelo_session_bind(a, "u", 1);
+  is_int(pomelo_session_bind(b, "u", 1), POMELO_ERR_EXISTS, "REJECT: the second bind fails");
+  pomelo_server_del(srv);
+  st.uid_policy = POMELO_UID_KICK_OLDER;
+  srv = make_server(&st, NULL, 0);
+  a = join(srv, 0);
+  b = join(srv, 0);
+  pomelo_session_bind(a, "u", 1);
+  is_int(pomelo_session_bind(b, "u", 1), 0, "KICK_OLDER: the second bind succeeds");
+  is_str(drain(a, 1), "5:{\"reason\":\"replaced\"}", "the older session is kicked");
+  ok(!pomelo_session_wants_close(b), "the new one stays");
+  pomelo_server_del(srv);
+}
+
+static int count_fn(pomelo_session *s, void *arg) {
+  (void)s;
+  return ++*(int *)arg >= 2;
+}
+
+static void test_channels_and_pushes(void) {
+  pomelo_server *srv = make_server(NULL, NULL, 0);
+  pomelo_session *a = join(srv, 0), *b = join(srv, 0), *c = join(srv, 0);
+  pomelo_channel *ch, *ch2;
+  const char *uid;
+  size_t ul;
+  uint64_t sid;
+  int calls = 0;
+  const char *uids[2] = {"ua", "nobody"};
+  size_t lens[2] = {2, 6};
+  is_int(pomelo_channel_new(srv, "room1", 5, &ch), 0, "channel");
+  is_int(pomelo_channel_new(srv, "room1", 5, &ch2), POMELO_ERR_EXISTS, "same name twice");
+  ok(pomelo_server_channel(srv, "room1", 5) == ch, "get by name");
+  pomelo_session_bind(a, "ua", 2);
+  pomelo_session_bind(b, "ub", 2);
+  is_int(pomelo_channel_add(ch, "ua", 2, pomelo_session_id(a)), 0, "add a");
+  is_int(pomelo_channel_add(ch, "ub", 2, pomelo_session_id(b)), 0, "add b");
+  is_int(pomelo_channel_add(ch, "ub", 2, pomelo_session_id(b)), POMELO_ERR_EXISTS,
+         "adding a member twice is refused (the real server would deliver twice)");
+  is_int(pomelo_channel_add(ch, "uc", 2, pomelo_session_id(c)), 0, "add c");
+  is_int(pomelo_channel_count(ch), 3, "3 members");
+  is_int(pomelo_channel_member(ch, 1, &uid, &ul, &sid), 0, "member 1");
+  ok(ul == 2 && memcmp(uid, "ub", 2) == 0 && sid == 2, "member 1 is (ub, 2)");
+  is_int(pomelo_channel_push(ch, "onChat", 6, "{\"msg\":\"hi\"}", 12), 3, "push reaches 3");
+  is_str(drain(a, 1), "push onChat {\"msg\":\"hi\"}", "a got it");
+  is_str(drain(b, 1), "push onChat {\"msg\":\"hi\"}", "b got it");
+  is_str(drain(c, 1), "push onChat {\"msg\":\"hi\"}", "c got it");
+  is_int(pomelo_channel_leave(ch, "ub", 2, 2), 0, "b leaves");
+  is_int(pomelo_channel_leave(ch, "ub", 2, 2), POMELO_ERR_NOT_FOUND, "leave twice");
+  pomelo_session_peer_closed(c);
+  pomelo_server_release(srv, c);
+  is_int(pomelo_channel_count(ch), 1, "a released session leaves its channels");
+  is_int(pomelo_channel_push(ch, "onChat", 6, NULL, 0), 1, "push to the one left");
+  is_str(drain(a, 1), "push onChat {}", "an empty body is {}");
+  is_int(pomelo_server_push_uids(srv, uids, lens, 2, "onPm", 4, "{}", 2), 1,
+         "push to uids: unknown uids skipped");
+  is_str(drain(a, 1), "push onPm {}", "a got the uid push");
+  is_int(pomelo_server_broadcast(srv, 1, "onAll", 5, "{}", 2), 2, "broadcast to bound sessions");
+  is_int(pomelo_server_broadcast(srv, 0, "onAll", 5, "{}", 2), 2, "broadcast to all");
+  is_int(pomelo_session_push(b, "one", 3, "{}", 2), 0, "push to one session");
+  is_str(drain(b, 1), "push onAll {}|push onAll {}|push one {}",
+         "b got the broadcasts and its own");
+  pomelo_server_foreach(srv, count_fn, &calls);
+  is_int(calls, 2, "foreach stops when told");
+  {
+    size_t nl;
+    ok(strcmp(pomelo_channel_name(ch, &nl), "room1") == 0 && nl == 5, "name");
+  }
+  pomelo_channel_add(ch, "ub", 2, pomelo_session_id(b));
+  pomelo_channel_destroy(ch);
+  ok(pomelo_server_channel(srv, "room1", 5) == NULL, "destroyed");
+  pomelo_session_peer_closed(b);
+  pomelo_server_release(srv, b); /* its membership record is gone with the channel */
+  pomelo_server_del(srv);
+}
+
+/* A push to 10,000 members builds one frame: allocations do not grow with the member count. */
+static void test_fanout_allocations(void) {
+  test_alloc ta;
+  pomelo_server_settings st;
+  pomelo_server *srv;
+  pomelo_channel *ch;
+  long before;
+  int i, reached;
+  test_alloc_init(&ta, 0);
+  pomelo_server_settings_default(&st);
+  srv = make_server(&st, &ta.a, 0);
+  pomelo_channel_new(srv, "all", 3, &ch);
+  for (i = 0; i < 10000; i++) {
+    pomelo_session *s = join(srv, 0);
+    char uid[16];
+    snprintf(uid, sizeof uid, "u%d", i);
+    pomelo_channel_add(ch, uid, strlen(uid), pomelo_session_id(s));
+  }
+  before = ta.calls;
+  reached = pomelo_channel_push(ch, "onChat", 6, "{\"msg\":\"hello\"}", 15);
+  is_int(reached, 10000, "push reached 10,000 members");
+  is_int(ta.calls - before, 1, "one allocation for the whole push (the frame)");
+  before = ta.calls;
+  reached = pomelo_channel_push(ch, "onChat", 6, "{\"msg\":\"again\"}", 15);
+  is_int(ta.calls - before, 1, "a second push: still one (two frames queued per member inline)");
+  pomelo_server_del(srv);
+  is_int(ta.live, 0, "no leak");
+}
+
+static void test_limits(void) {
+  pomelo_server_settings st;
+  pomelo_server *srv;
+  pomelo_session *a, *b, *x;
+  pomelo_server_stats stats;
+  int i;
+
+  pomelo_server_settings_default(&st);
+  st.max_connections = 2;
+  srv = make_server(&st, NULL, 0);
+  a = join(srv, 0);
+  b = join(srv, 0);
+  is_int(pomelo_server_accept(srv, 0, NULL, &x), POMELO_ERR_LIMIT, "third connection refused");
+  pomelo_server_get_stats(srv, &stats);
+  is_int(stats.connections_rejected, 1, "counted");
+  is_int(stats.connections, 2, "2 connections");
+  pomelo_server_shutdown(srv, "maintenance", 11);
+  is_str(drain(a, 1), "5:{\"reason\":\"maintenance\"}", "shutdown kicks with the reason");
+  drain(b, 1);
+  ok(pomelo_session_wants_close(a) && pomelo_session_wants_close(b), "and closes every session");
+  is_int(pomelo_server_accept(srv, 0, NULL, &x), POMELO_ERR_STATE, "no accept after shutdown");
+  pomelo_server_del(srv);
+
+  /* Slow consumers. */
+  pomelo_server_settings_default(&st);
+  st.max_output = 100;
+  srv = make_server(&st, NULL, 0);
+  a = join(srv, 0);
+  for (i = 0; i < 10; i++) {
+    pomelo_session_push(a, "r", 1, "{\"pad\":\"0123456789\"}", 20);
+  }
+  pomelo_server_get_stats(srv, &stats);
+  ok(stats.pushes == 3 && stats.push_drops == 7, "DROP: 3 pushes fit in 100 bytes, 7 dropped");
+  ok(!pomelo_session_wants_close(a), "still connected");
+  drain(a, 1);
+  is_int(pomelo_session_push(a, "r", 1, "{}", 2), 0, "pushes flow again once drained");
+  pomelo_server_del(srv);
+  st.slow_policy = POMELO_SLOW_DISCONNECT;
+  srv = make_server(&st, NULL, 0);
+  a = join(srv, 0);
+  for (i = 0; i < 10; i++) {
+    pomelo_session_push(a, "r", 1, "{\"pad\":\"0123456789\"}", 20);
+  }
+  ok(pomelo_session_wants_close(a), "DISCONNECT: the slow session is closed");
+  is_int(ev.last_reason, POMELO_CLOSE_SLOW_CONSUMER, "reason slow_consumer");
+  pomelo_server_get_stats(srv, &stats);
+  is_int(stats.slow_disconnects, 1, "counted");
+  pomelo_server_del(srv);
+
+  /* Rate limit: 2 per second, burst 2. */
+  pomelo_server_settings_default(&st);
+  st.rate_limit = 2;
+  srv = make_server(&st, NULL, 0);
+  pomelo_server_on(srv, "connector.h.ok", 14, h_ok, NULL);
+  a = join(srv, 0);
+  for (i = 1; i <= 3; i++) {
+    feed_msg(a, POMELO_MSG_REQUEST, (uint32_t)i, "connector.h.ok", "{}", 10);
+  }
+  is_str(drain(a, 10), "resp 1 {\"code\":200,\"msg\":\"ok\"}|resp 2 {\"code\":200,\"msg\":\"ok\"}",
+         "two pass, the third is dropped");
+  feed_msg(a, POMELO_MSG_REQUEST, 4, "connector.h.ok", "{}", 510);
+  is_str(drain(a, 510), "resp 4 {\"code\":200,\"msg\":\"ok\"}", "a token refills in 500 ms");
+  pomelo_server_get_stats(srv, &stats);
+  is_int(stats.rate_limited, 1, "counted");
+  pomelo_server_del(srv);
+  st.rate_policy = POMELO_RATE_KICK;
+  srv = make_server(&st, NULL, 0);
+  a = join(srv, 0);
+  for (i = 1; i <= 3; i++) {
+    feed_msg(a, POMELO_MSG_NOTIFY, 0, "connector.h.ok", "{}", 10);
+  }
+  is_str(drain(a, 10), "5:{\"reason\":\"rate limit\"}", "KICK policy");
+  pomelo_server_del(srv);
+}
+
+static void test_timers(void) {
+  pomelo_server *srv = make_server(NULL, NULL, 0);
+  pomelo_session *a, *b, *c;
+  pomelo_server_stats stats;
+  a = join(srv, 0);                          /* heartbeat deadline 6000 */
+  b = join(srv, 1000);                       /* 7000 */
+  pomelo_server_accept(srv, 2000, NULL, &c); /* handshake deadline 12000 */
+  is_int(pomelo_server_expiry(srv), 6000, "next deadline over all sessions");
+  feed_pkg(a, POMELO_PKG_HEARTBEAT, NULL, 0, 2500);
+  drain(a, 2500);
+  is_int(pomelo_server_expiry(srv), 7000, "a's heartbeat moved it; b is next");
+  pomelo_server_handle_expiry(srv, 7000);
+  ok(pomelo_session_wants_close(b) && !pomelo_session_wants_close(a), "b timed out, a did not");
+  is_int(ev.last_reason, POMELO_CLOSE_HEARTBEAT_TIMEOUT, "reason");
+  is_int(pomelo_server_expiry(srv), 8500, "then a at 2500 + 6000");
+  pomelo_server_handle_expiry(srv, 20000);
+  ok(pomelo_session_wants_close(a) && pomelo_session_wants_close(c), "all timed out by 20 s");
+  pomelo_server_get_stats(srv, &stats);
+  is_int(stats.timeouts, 3, "three timeouts");
+  is_int(stats.handshakes_failed, 1, "the handshake timeout counts as a failed handshake");
+  is_int(pomelo_server_expiry(srv), UINT64_MAX, "no timers left");
+  pomelo_server_release(srv, a);
+  pomelo_server_release(srv, b);
+  pomelo_server_release(srv, c);
+  pomelo_server_del(srv);
+}
+
+static void test_batching(void) {
+  pomelo_server_settings st;
+  pomelo_server *srv;
+  pomelo_session *a;
+  pomelo_server_settings_default(&st);
+  st.conn.heartbeat_interval_ms = 0;
+  st.flush_interval_ms = 20;
+  srv = make_server(&st, NULL, 0);
+  a = join(srv, 100);
+  ev.outputs = 0;
+  pomelo_session_push(a, "r", 1, "{}", 2);
+  pomelo_session_push(a, "r", 1, "{}", 2);
+  is_int(ev.outputs, 0, "output held while batching");
+  is_int(pomelo_server_expiry(srv), 120, "flush due 20 ms later");
+  pomelo_server_handle_expiry(srv, 120);
+  is_int(ev.outputs, 1, "one notification for both pushes");
+  is_str(drain(a, 120), "push r {}|push r {}", "both queued");
+  pomelo_server_del(srv);
+}
+
+static void test_stats_bytes(void) {
+  pomelo_server *srv = make_server(NULL, NULL, 0);
+  pomelo_session *a;
+  pomelo_server_stats st;
+  pomelo_server_on(srv, "connector.h.ok", 14, h_ok, NULL);
+  a = join(srv, 0);
+  feed_msg(a, POMELO_MSG_REQUEST, 1, "connector.h.ok", "{}", 1);
+  drain(a, 1);
+  pomelo_server_get_stats(srv, &st);
+  is_int(st.handshakes_ok, 1, "handshakes_ok");
+  is_int(st.packages_in, 3, "packages in: handshake, ack, request");
+  is_int(st.packages_out, 3, "packages out: handshake, heartbeat, response");
+  ok(st.bytes_in == 4 + strlen(HS) + 4 + 4 + 1 + 1 + 1 + 14 + 2, "bytes in (%llu)",
+     (unsigned long long)st.bytes_in);
+  ok(st.bytes_out > 40, "bytes out counted (%llu)", (unsigned long long)st.bytes_out);
+  is_int(st.connections_total, 1, "connections_total");
+  pomelo_server_del(srv);
+}
+
+static void test_nomem(void) {
+  long n;
+  int clean = 1, saw = 0;
+  for (n = 1; n < 400; n++) {
+    test_alloc ta;
+    pomelo_server *srv;
+    pomelo_session *a = NULL, *b = NULL;
+    pomelo_channel *ch = NULL;
+    test_alloc_init(&ta, n);
+    srv = make_server(NULL, &ta.a, 1);
+    if (srv) {
+      pomelo_server_on(srv, "connector.h.ok", 14, h_ok, NULL);
+      pomelo_server_on(srv, "connector.h.hold", 16, h_hold, NULL);
+      pomelo_server_before(srv, NULL, 0, f_stop, &(int){0});
+      a = join(srv, 0);
+      b = join(srv, 0);
+      if (a && b) {
+        pomelo_session_bind(a, "ua", 2);
+        pomelo_session_set(a, "k", 1, "v", 1);
+        feed_msg(a, POMELO_MSG_REQUEST, 1, "connector.h.ok", "{}", 1);
+        feed_msg(a, POMELO_MSG_REQUEST, 2, "chat.h.m", "{}", 1);
+        feed_msg(b, POMELO_MSG_REQUEST, 3, "connector.h.hold", "{}", 1);
+        if (pomelo_channel_new(srv, "c", 1, &ch) == 0) {
+          pomelo_channel_add(ch, "ua", 2, pomelo_session_id(a));
+          pomelo_channel_add(ch, "ub", 2, pomelo_session_id(b));
+          pomelo_channel_push(ch, "r", 1, "{}", 2);
+        }
+        drain(a, 2);
+        drain(b, 2);
+        pomelo_server_release(srv, a);
+      }
+      pomelo_server_del(srv);
+    }
+    saw |= ta.failed > 0;
+    if (ta.live) {
+      clean = 0;
+      diag("leak with allocation %ld failing (%ld blocks)", n, ta.live);
+    }
+    if (!ta.failed) {
+      break;
+    }
+  }
+  ok(saw && clean, "every failing allocation over a server scenario: no crash, no leak (%ld)", n);
+}
+
+int main(void) {
+  test_dispatch_table();
+  test_filters_and_late_answers();
+  test_forwarding();
+  test_forward_roundtrip();
+  test_sessions();
+  test_channels_and_pushes();
+  test_fanout_allocations();
+  test_limits();
+  test_timers();
+  test_batching();
+  test_stats_bytes();
+  test_nomem();
+  return done_testing();
+}
