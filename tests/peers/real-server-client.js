@@ -164,10 +164,10 @@ function runClient(args, input, timeoutMs) {
       clearTimeout(timer);
       resolve({ code: null, signal: null, stdout, stderr: stderr + e.message });
     });
-    child.on('exit', (code, signal) => {
+    // 'close' (not 'exit'): it comes after the child's stdout and stderr have been read to the end.
+    child.on('close', (code, signal) => {
       clearTimeout(timer);
-      // Let the pipes drain.
-      setImmediate(() => resolve({ code, signal, stdout, stderr, args }));
+      resolve({ code, signal, stdout, stderr, args });
     });
   });
 }
@@ -379,6 +379,41 @@ async function checkCannotConnect() {
   return 'nobody on port ' + port + ': exit status 3';
 }
 
+// Over WebSocket (the real server serves both on one port): the tool's own results, the same
+// routes, the heartbeat timeout proved by the 10 s gap (the server drops a silent client at 6 s).
+
+async function checkWsRequest(srv) {
+  const r = await runClient(['--host', HOST, '--port', String(srv.port), '--ws', '--timeout', '5',
+    'request', ENTRY_ROUTE, '{}'], '', 20000);
+  assert.strictEqual(r.code, 0, 'exit status 0\n' + describeRun(r));
+  assert.deepStrictEqual(JSON.parse(r.stdout.trim()), ENTRY_RESPONSE, 'the response body');
+  return 'request over WebSocket -> ' + r.stdout.trim();
+}
+
+async function checkWsHeartbeats(srv) {
+  const script = [
+    'connect ' + HOST + ' ' + srv.port + ' ws',
+    'request ' + ENTRY_ROUTE + ' {}',
+    'sleep 10',
+    'request ' + ENTRY_ROUTE + ' {}',
+    'close',
+    '',
+  ].join('\n');
+  const r = await runClient(['--timeout', '20', 'script'], script, 40000);
+  assert.strictEqual(r.code, 0, 'exit status 0\n' + describeRun(r));
+  const answers = jsonLines(r.stdout).filter((o) => o && o.code === 200);
+  assert.strictEqual(answers.length, 2, 'two responses printed\n' + describeRun(r));
+  return 'over WebSocket: two requests 10 s apart both answered (heartbeats kept it alive)';
+}
+
+async function checkWsKick(srv) {
+  const r = await runClient(['--host', HOST, '--port', String(srv.port), '--ws', '--timeout', '5',
+    'request', 'connector.testHandler.kickMe', '{}'], '', 20000);
+  assert.strictEqual(r.code, 6, 'exit status 6 (kicked)\n' + describeRun(r));
+  assert.ok(/\bbye\b/.test(r.stdout + r.stderr), 'the reason "bye" printed\n' + describeRun(r));
+  return 'kicked over WebSocket: exit status 6';
+}
+
 async function main() {
   const limit = setTimeout(() => {
     console.error('real-server-client: FAIL: took more than ' + OVERALL_LIMIT_MS / 1000 + ' s');
@@ -394,6 +429,9 @@ async function main() {
     ['a silent client is dropped', checkSilentClientDropped],
     ['kicked by the server', checkKick],
     ['cannot connect', checkCannotConnect],
+    ['request over WebSocket', checkWsRequest],
+    ['heartbeats over WebSocket', checkWsHeartbeats],
+    ['kicked over WebSocket', checkWsKick],
   ];
   const took = [];
   const results = await Promise.allSettled(checks.map(async ([, fn], i) => {
