@@ -558,6 +558,24 @@ static void test_client_server(void) {
   ok(n > 0 && (buf[1] & 0x80), "client frames are masked");
   pomelo_conn_feed(s, buf, n, now);
   is_int(rs.messages, 3, "three requests, one message each");
+  {
+    /* A frame of two packages from a client: two WebSocket messages (spec 1.3). */
+    uint8_t two[64], body[32];
+    size_t bl, k1, k2;
+    pomelo_frame *f2;
+    m.id = 4;
+    pomelo_msg_encode(body, sizeof body, &m, &bl);
+    pomelo_pkg_encode(two, sizeof two, POMELO_PKG_DATA, body, bl, &k1);
+    pomelo_pkg_encode(two + k1, sizeof two - k1, POMELO_PKG_DATA, body, bl, &k2);
+    pomelo_frame_new(&f2, NULL, two, k1 + k2);
+    is_int(pomelo_conn_send_frame(c, f2), 0, "client sends a two-package frame");
+    pomelo_frame_unref(f2);
+    n = drain(c, buf, sizeof buf);
+    ok(n == 2 * (2 + 4 + k1) && buf[0] == 0x82 && buf[2 + 4 + k1] == 0x82,
+       "as two masked messages of one package each");
+    pomelo_conn_feed(s, buf, n, now);
+    is_int(rs.messages, 5, "both delivered");
+  }
   m.type = POMELO_MSG_PUSH;
   m.route = "onPush";
   m.route_len = 6;

@@ -192,7 +192,18 @@ static int enqueue_framed(pomelo_conn *c, pomelo_frame *f, const uint8_t *data, 
     return enqueue_raw(c, f, data, len);
   }
   if (c->role == POMELO_ROLE_CLIENT) {
-    return enqueue_masked(c, PM_WS_OP_BINARY, data, len);
+    /* One package per message: the real server disconnects a client that sends two in one
+     * (spec 1.3), so a frame of several packages becomes several messages. */
+    while (len >= POMELO_PKG_HEAD_LEN) {
+      size_t n = PM_MIN(len, POMELO_PKG_HEAD_LEN + (size_t)pm_be24(data + 1));
+      rc = enqueue_masked(c, PM_WS_OP_BINARY, data, n);
+      if (rc) {
+        return rc;
+      }
+      data += n;
+      len -= n;
+    }
+    return len ? enqueue_masked(c, PM_WS_OP_BINARY, data, len) : 0;
   }
   hl = pm_ws_frame_header(h, PM_WS_OP_BINARY, len, NULL);
   if (f && data == pomelo_frame_data(f) && f->head >= hl) {
