@@ -63,7 +63,6 @@ extern "C" {
   X(ERR_MSG_TRUNCATED, -24, "message ends inside its header")                                      \
   X(ERR_MSG_ID, -25, "message id out of range (1 to 2^31-1, at most 5 varint bytes)")              \
   X(ERR_ROUTE_TOO_LONG, -26, "route longer than 255 bytes")                                        \
-  X(ERR_ROUTE_MISSING, -27, "message type needs a route")                                          \
   X(ERR_JSON_SYNTAX, -40, "invalid JSON")                                                          \
   X(ERR_JSON_DEPTH, -41, "JSON nested deeper than the limit")                                      \
   X(ERR_JSON_TOO_LARGE, -42, "JSON text larger than the limit")                                    \
