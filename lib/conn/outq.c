@@ -94,7 +94,12 @@ void pm_outq_consume(pm_outq *q, const pomelo_allocator *a, size_t n) {
     q->count--;
   }
   if (q->count == 0) {
-    release_ring(q, a);
+    if (q->cap > PM_OUTQ_KEEP) {
+      release_ring(q, a); /* a large burst's ring is not kept */
+    } else {
+      q->head = 0;
+      q->off = 0;
+    }
   }
 }
 

@@ -2,8 +2,8 @@
  *
  * A FIFO of byte runs, each either inside a shared refcounted frame (the queue holds one
  * reference) or static bytes (control packages). Two entries live inline, so a connection that
- * sends one thing at a time never allocates for its queue; bursts move to a heap ring that is
- * released when the queue drains.
+ * sends one thing at a time never allocates for its queue; bursts move to a heap ring, kept when
+ * small (PM_OUTQ_KEEP) so that steady bursts do not allocate again.
  * SPDX-License-Identifier: MIT
  */
 #ifndef POMELO_LIB_OUTQ_H
@@ -20,6 +20,9 @@ typedef struct pm_out_entry {
 } pm_out_entry;
 
 #define PM_OUTQ_INLINE 2u
+/* A drained heap ring of at most this many entries is kept for the next burst (so bursts do not
+ * allocate on every write); larger ones are released. Deleting or clearing releases it. */
+#define PM_OUTQ_KEEP 8u
 
 typedef struct pm_outq {
   pm_out_entry *ring; /* inline_ or a heap block of cap entries */

@@ -238,6 +238,7 @@ int pomelo_channel_add(pomelo_channel *ch, const char *uid, size_t len, uint64_t
     ch->cap = cap;
   }
   m.sid = sid;
+  m.s = s;
   m.uid_len = len;
   m.uid = pm_malloc(a, len + 1);
   if (!m.uid) {
@@ -270,7 +271,7 @@ static void remove_at(pomelo_channel *ch, uint32_t i) {
   const pomelo_allocator *a = &srv->alloc;
   pm_member gone = ch->m[i];
   char stack[128], *key;
-  pomelo_session *s = pomelo_server_session(srv, gone.sid);
+  pomelo_session *s = gone.s;
   if (s) {
     session_part(s, ch, gone.uid);
   }
@@ -337,9 +338,8 @@ void pm_channel_free(pomelo_channel *ch) {
   pomelo_server *srv = ch->srv;
   uint32_t i;
   for (i = 0; i < ch->n; i++) {
-    pomelo_session *s = pomelo_server_session(srv, ch->m[i].sid);
-    if (s) {
-      session_part(s, ch, ch->m[i].uid);
+    if (ch->m[i].s) {
+      session_part(ch->m[i].s, ch, ch->m[i].uid);
     }
     pm_free(&srv->alloc, ch->m[i].uid);
   }
@@ -373,7 +373,8 @@ int pomelo_channel_push(pomelo_channel *ch, const char *route, size_t route_len,
     return rc;
   }
   for (i = 0; i < ch->n; i++) {
-    pomelo_session *s = pomelo_server_session(srv, ch->m[i].sid);
+    /* The member keeps its session pointer: sessions leave their channels when released. */
+    pomelo_session *s = ch->m[i].s;
     if (s && pm_session_queue_push(s, f) == 0 && reached < INT32_MAX) {
       reached++;
     }

@@ -66,7 +66,8 @@ struct pomelo_session {
 
 typedef struct pm_member {
   uint64_t sid;
-  char *uid; /* own allocation: sessions point at it from their membership list */
+  pomelo_session *s; /* the session of sid (NULL when there was none at add time) */
+  char *uid;         /* own allocation: sessions point at it from their membership list */
   size_t uid_len;
 } pm_member;
 

@@ -35,7 +35,8 @@ struct pm_ws {
   uint64_t max_message;
   uint8_t in_payload; /* reading the current frame's payload (else its header) */
   uint8_t ctl_len;
-  uint8_t ctl[125]; /* payload of the control frame being read */
+  uint8_t *ctl; /* payload of the control frame being read (125 bytes, only meanwhile) */
+  const pomelo_allocator *alloc;
 };
 
 int pm_ws_new(pm_ws **out, const pomelo_allocator *a, int client, uint64_t max_message,
@@ -45,6 +46,7 @@ int pm_ws_new(pm_ws **out, const pomelo_allocator *a, int client, uint64_t max_m
     return POMELO_ERR_NOMEM;
   }
   ws->client = client ? 1 : 0;
+  ws->alloc = a;
   ws->max_message = max_message;
   ws->http_limit = http_limit;
   *out = ws;
@@ -54,6 +56,7 @@ int pm_ws_new(pm_ws **out, const pomelo_allocator *a, int client, uint64_t max_m
 void pm_ws_del(pm_ws *ws, const pomelo_allocator *a) {
   if (ws) {
     pm_free(a, ws->http);
+    pm_free(a, ws->ctl);
     pm_free(a, ws);
   }
 }
@@ -574,6 +577,12 @@ static int frame_header(pm_ws *ws, const pm_ws_io *io) {
     if (op > PM_WS_OP_PONG || !(b0 & 0x80) || len > 125) {
       return fail(ws, io, PM_WS_CLOSE_PROTOCOL, POMELO_ERR_WS_PROTOCOL);
     }
+    if (!ws->ctl) {
+      ws->ctl = pm_malloc(ws->alloc, 125); /* control frames are rare: no buffer kept */
+      if (!ws->ctl) {
+        return POMELO_ERR_NOMEM;
+      }
+    }
     ws->ctl_len = 0;
   } else if (op == PM_WS_OP_CONT) {
     if (!ws->msg_op) {
@@ -610,7 +619,10 @@ static int frame_header(pm_ws *ws, const pm_ws_io *io) {
 /* The end of the current frame's payload. */
 static int frame_end(pm_ws *ws, const pm_ws_io *io) {
   if (ws->opcode >= PM_WS_OP_CLOSE) {
-    return control_frame(ws, io);
+    int rc = control_frame(ws, io);
+    pm_free(ws->alloc, ws->ctl);
+    ws->ctl = NULL;
+    return rc;
   }
   if (ws->fin) {
     if (ws->msg_op == PM_WS_OP_TEXT && ws->utf8_need) {
