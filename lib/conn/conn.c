@@ -504,11 +504,15 @@ static int write_raw_key(pomelo_json_writer *w, const char *key, const char *jso
   return rc ? rc : pomelo_json_write_raw(w, json, strlen(json));
 }
 
-/* The success answer, keys in the real server's order:
- * code, sys{heartbeat, dict, routeToCode, codeToRoute, dictVersion, useDict, protos, useProto},
- * user. */
-static int server_accept(pomelo_conn *c, const char *user, size_t user_len) {
-  const pomelo_conn_settings *s = &c->sh->set;
+static int write_str_key(pomelo_json_writer *w, const char *key, const char *str, size_t len) {
+  int rc = pomelo_json_write_key(w, key, strlen(key));
+  return rc ? rc : pomelo_json_write_string(w, str, len);
+}
+
+/* Builds a JSON body with `build` and queues it as one package of `type`. */
+typedef int (*json_build_fn)(pomelo_conn *c, pomelo_json_writer *w, const void *arg);
+
+static int send_json_pkg(pomelo_conn *c, int type, json_build_fn build, const void *arg) {
   pomelo_json_writer *w;
   const char *json;
   size_t len;
@@ -516,7 +520,27 @@ static int server_accept(pomelo_conn *c, const char *user, size_t user_len) {
   if (rc) {
     return rc;
   }
-  rc = pomelo_json_write_begin_object(w);
+  rc = build(c, w, arg);
+  if (!rc) {
+    json = pomelo_json_writer_data(w, &len);
+    rc = enqueue_pkg(c, type, (const uint8_t *)json, len);
+  }
+  pomelo_json_writer_del(w);
+  return rc;
+}
+
+typedef struct user_arg {
+  const char *json;
+  size_t len;
+} user_arg;
+
+/* The success answer, keys in the real server's order:
+ * code, sys{heartbeat, dict, routeToCode, codeToRoute, dictVersion, useDict, protos, useProto},
+ * user. */
+static int build_accept(pomelo_conn *c, pomelo_json_writer *w, const void *arg) {
+  const pomelo_conn_settings *s = &c->sh->set;
+  const user_arg *user = arg;
+  int rc = pomelo_json_write_begin_object(w);
   rc = rc ? rc : pomelo_json_write_key(w, "code", 4);
   rc = rc ? rc : pomelo_json_write_int64(w, 200);
   rc = rc ? rc : pomelo_json_write_key(w, "sys", 3);
@@ -537,8 +561,7 @@ static int server_accept(pomelo_conn *c, const char *user, size_t user_len) {
         rc = write_raw_key(w, "codeToRoute", s->code_to_route_json);
       }
       if (!rc && s->dict_version) {
-        rc = pomelo_json_write_key(w, "dictVersion", 11);
-        rc = rc ? rc : pomelo_json_write_string(w, s->dict_version, strlen(s->dict_version));
+        rc = write_str_key(w, "dictVersion", s->dict_version, strlen(s->dict_version));
       }
     }
     rc = rc ? rc : pomelo_json_write_key(w, "useDict", 7);
@@ -552,16 +575,19 @@ static int server_accept(pomelo_conn *c, const char *user, size_t user_len) {
     rc = rc ? rc : pomelo_json_write_bool(w, 1);
   }
   rc = rc ? rc : pomelo_json_write_end_object(w);
-  if (!rc && user) {
+  if (!rc && user->json) {
     rc = pomelo_json_write_key(w, "user", 4);
-    rc = rc ? rc : pomelo_json_write_raw(w, user, user_len);
+    rc = rc ? rc : pomelo_json_write_raw(w, user->json, user->len);
   }
-  rc = rc ? rc : pomelo_json_write_end_object(w);
-  if (!rc) {
-    json = pomelo_json_writer_data(w, &len);
-    rc = enqueue_pkg(c, POMELO_PKG_HANDSHAKE, (const uint8_t *)json, len);
-  }
-  pomelo_json_writer_del(w);
+  return rc ? rc : pomelo_json_write_end_object(w);
+}
+
+static int server_accept(pomelo_conn *c, const char *user, size_t user_len) {
+  user_arg u;
+  int rc;
+  u.json = user;
+  u.len = user_len;
+  rc = send_json_pkg(c, POMELO_PKG_HANDSHAKE, build_accept, &u);
   if (rc == 0) {
     c->hs_pending = 0;
     c->state = POMELO_CONN_WAIT_ACK;
@@ -703,6 +729,15 @@ static int server_package(pomelo_conn *c, const pomelo_pkg *p, uint64_t now) {
   }
 }
 
+/* {"reason":...} */
+static int build_kick(pomelo_conn *c, pomelo_json_writer *w, const void *arg) {
+  const user_arg *r = arg;
+  int rc = pomelo_json_write_begin_object(w);
+  (void)c;
+  rc = rc ? rc : write_str_key(w, "reason", r->json, r->len);
+  return rc ? rc : pomelo_json_write_end_object(w);
+}
+
 int pomelo_conn_kick(pomelo_conn *c, const char *reason, size_t reason_len) {
   int rc = 0;
   if (c->role != POMELO_ROLE_SERVER || (!reason && reason_len)) {
@@ -712,22 +747,10 @@ int pomelo_conn_kick(pomelo_conn *c, const char *reason, size_t reason_len) {
     return POMELO_ERR_STATE;
   }
   if (reason && c->state == POMELO_CONN_WORKING) {
-    pomelo_json_writer *w;
-    const char *json;
-    size_t len;
-    rc = pomelo_json_writer_new(&w, &c->sh->alloc, 0);
-    if (rc) {
-      return rc;
-    }
-    rc = pomelo_json_write_begin_object(w);
-    rc = rc ? rc : pomelo_json_write_key(w, "reason", 6);
-    rc = rc ? rc : pomelo_json_write_string(w, reason, reason_len);
-    rc = rc ? rc : pomelo_json_write_end_object(w);
-    if (rc == 0) {
-      json = pomelo_json_writer_data(w, &len);
-      rc = enqueue_pkg(c, POMELO_PKG_KICK, (const uint8_t *)json, len);
-    }
-    pomelo_json_writer_del(w);
+    user_arg r;
+    r.json = reason;
+    r.len = reason_len;
+    rc = send_json_pkg(c, POMELO_PKG_KICK, build_kick, &r);
     if (rc == POMELO_ERR_JSON_UTF8) {
       return POMELO_ERR_INVALID_ARG;
     }
@@ -743,44 +766,29 @@ int pomelo_conn_kick(pomelo_conn *c, const char *reason, size_t reason_len) {
  * Client role (spec 4.2, 4.5, 5, 6)
  * ------------------------------------------------------------------------------------------- */
 
-static int client_send_handshake(pomelo_conn *c) {
+static int build_client_handshake(pomelo_conn *c, pomelo_json_writer *w, const void *arg) {
   const pomelo_conn_settings *s = &c->sh->set;
-  pomelo_json_writer *w;
-  const char *json;
-  size_t len;
-  int rc = pomelo_json_writer_new(&w, &c->sh->alloc, 0);
-  if (rc) {
-    return rc;
-  }
-  rc = pomelo_json_write_begin_object(w);
+  int rc = pomelo_json_write_begin_object(w);
+  (void)arg;
   rc = rc ? rc : pomelo_json_write_key(w, "sys", 3);
   rc = rc ? rc : pomelo_json_write_begin_object(w);
-  rc = rc ? rc : pomelo_json_write_key(w, "type", 4);
-  rc = rc ? rc : pomelo_json_write_string(w, s->client_type, strlen(s->client_type));
-  rc = rc ? rc : pomelo_json_write_key(w, "version", 7);
-  rc = rc ? rc : pomelo_json_write_string(w, s->client_version, strlen(s->client_version));
+  rc = rc ? rc : write_str_key(w, "type", s->client_type, strlen(s->client_type));
+  rc = rc ? rc : write_str_key(w, "version", s->client_version, strlen(s->client_version));
   if (!rc && s->cached_proto_version) {
-    rc = pomelo_json_write_key(w, "protoVersion", 12);
-    rc = rc ? rc
-            : pomelo_json_write_string(w, s->cached_proto_version, strlen(s->cached_proto_version));
+    rc = write_str_key(w, "protoVersion", s->cached_proto_version, strlen(s->cached_proto_version));
   }
   if (!rc && s->cached_dict_version) {
-    rc = pomelo_json_write_key(w, "dictVersion", 11);
-    rc = rc ? rc
-            : pomelo_json_write_string(w, s->cached_dict_version, strlen(s->cached_dict_version));
+    rc = write_str_key(w, "dictVersion", s->cached_dict_version, strlen(s->cached_dict_version));
   }
   rc = rc ? rc : pomelo_json_write_end_object(w);
   if (!rc && s->user_json) {
-    rc = pomelo_json_write_key(w, "user", 4);
-    rc = rc ? rc : pomelo_json_write_raw(w, s->user_json, strlen(s->user_json));
+    rc = write_raw_key(w, "user", s->user_json);
   }
-  rc = rc ? rc : pomelo_json_write_end_object(w);
-  if (!rc) {
-    json = pomelo_json_writer_data(w, &len);
-    rc = enqueue_pkg(c, POMELO_PKG_HANDSHAKE, (const uint8_t *)json, len);
-  }
-  pomelo_json_writer_del(w);
-  return rc;
+  return rc ? rc : pomelo_json_write_end_object(w);
+}
+
+static int client_send_handshake(pomelo_conn *c) {
+  return send_json_pkg(c, POMELO_PKG_HANDSHAKE, build_client_handshake, NULL);
 }
 
 static int client_handshake_response(pomelo_conn *c, const pomelo_pkg *p, uint64_t now) {
