@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs what building and testing libpomelo needs, on Debian 12 (bookworm):
-# the toolchain and tools from apt, then the npm packages of every test folder (npm ci).
+# Installs what building and testing libpomelo and running its demo need, on Debian 12
+# (bookworm): the toolchain and tools from apt, then the npm packages of every test and example
+# folder (npm ci).
 # Quick when everything is already there: apt is skipped unless something is missing.
 # Used by tools/test.sh (CI) and tools/demo.sh. Exits non-zero if something could not be installed.
 set -u
@@ -74,11 +75,12 @@ if ! command -v npm >/dev/null; then
   apt_install npm || status=1
 fi
 
-# npm packages of the tests (the real peers): every folder under tests/ with a package-lock.json.
+# npm packages: every folder under tests/ and examples/ with a package-lock.json (the real peers
+# of the tests, and the browser libraries of the chat demo's page in examples/chat/web).
 while IFS= read -r lock; do
   dir=$(dirname "$lock")
   echo "setup: npm ci in $dir"
   (cd "$dir" && npm ci --no-audit --no-fund) || status=1
-done < <(find tests -name package-lock.json -not -path '*/node_modules/*' | sort)
+done < <(find tests examples -name package-lock.json -not -path '*/node_modules/*' | sort)
 
 exit $status
