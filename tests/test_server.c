@@ -19,6 +19,7 @@ typedef struct events {
   char fwd_route[64];
   pomelo_request *held; /* a request a handler kept for later */
   int error_custom;     /* on_error writes a custom body */
+  int destroy_room;     /* on_session_closed destroys channel "room" */
 } events;
 
 static events ev;
@@ -36,11 +37,13 @@ static void on_ready(pomelo_server *srv, pomelo_session *s, void *ud) {
   ev.ready++;
 }
 static void on_closed(pomelo_server *srv, pomelo_session *s, int reason, void *ud) {
-  (void)srv;
   (void)s;
   (void)ud;
   ev.closed++;
   ev.last_reason = reason;
+  if (ev.destroy_room) {
+    pomelo_channel_destroy(pomelo_server_channel(srv, "room", 4));
+  }
 }
 static void on_forward(pomelo_server *srv, pomelo_session *s, const char *json, size_t len,
                        const pomelo_msg *m, void *ud) {
@@ -678,6 +681,33 @@ static void test_limits(void) {
   is_int(ev.last_reason, POMELO_CLOSE_SLOW_CONSUMER, "reason slow_consumer");
   pomelo_server_get_stats(srv, &stats);
   is_int(stats.slow_disconnects, 1, "counted");
+  pomelo_server_del(srv);
+
+  /* A slow consumer closed in the middle of a channel push whose on_session_closed destroys
+   * that channel: the notification waits until the push is over. */
+  srv = make_server(&st, NULL, 0);
+  {
+    pomelo_channel *room;
+    pomelo_session *m[3];
+    int reached;
+    pomelo_channel_new(srv, "room", 4, &room);
+    for (i = 0; i < 3; i++) {
+      char uid[4] = {'u', (char)('0' + i), 0, 0};
+      m[i] = join(srv, 0);
+      pomelo_channel_add(room, uid, 2, pomelo_session_id(m[i]));
+    }
+    for (i = 0; i < 3; i++) {
+      pomelo_session_push(m[0], "r", 1, "{\"pad\":\"0123456789\"}", 20); /* 81 of 100 bytes */
+    }
+    drain(m[1], 1);
+    ev.destroy_room = 1;
+    ev.closed = 0;
+    reached = pomelo_channel_push(room, "r", 1, "{\"pad\":\"0123456789\"}", 20);
+    is_int(reached, 2, "the push reached the two others");
+    is_int(ev.closed, 1, "the slow one was closed, and told after the push");
+    ok(pomelo_server_channel(srv, "room", 4) == NULL, "its handler destroyed the channel safely");
+    ev.destroy_room = 0;
+  }
   pomelo_server_del(srv);
 
   /* Rate limit: 2 per second, burst 2. */

@@ -102,7 +102,9 @@ typedef struct pomelo_server_callbacks {
   /** The session's handshake completed (ACK received). */
   void (*on_session_ready)(pomelo_server *srv, pomelo_session *s, void *user_data);
   /** The session stopped working (a pomelo_close_reason). Called once per session, before it
-   * can be released; bound uids and channel memberships are still there. */
+   * can be released; bound uids and channel memberships are still there. A session closed by
+   * the slow-consumer policy during a push to many sessions is reported when that push returns,
+   * so this callback may leave or destroy the channel being pushed to. */
   void (*on_session_closed)(pomelo_server *srv, pomelo_session *s, int reason, void *user_data);
   /** A request or notify for a route whose server type is not this server's. `session_json`
    * is the exported session (pomelo_session_export); `msg` the message (views valid during the

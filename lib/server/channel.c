@@ -70,6 +70,7 @@ int pomelo_server_push_uids(pomelo_server *srv, const char *const *uids, const s
   if (rc) {
     return rc;
   }
+  srv->fanout++;
   for (i = 0; i < n; i++) {
     pm_strmap_ent *e = uids[i] ? pm_strmap_get(&srv->by_uid, uids[i], uid_lens[i]) : NULL;
     pomelo_session *s;
@@ -79,6 +80,7 @@ int pomelo_server_push_uids(pomelo_server *srv, const char *const *uids, const s
       }
     }
   }
+  pm_server_fanout_end(srv);
   pomelo_frame_unref(f);
   return reached;
 }
@@ -92,11 +94,13 @@ int pomelo_server_broadcast(pomelo_server *srv, int bound_only, const char *rout
   if (rc) {
     return rc;
   }
+  srv->fanout++;
   for (s = srv->all; s; s = s->all_next) {
     if ((!bound_only || s->uid) && pm_session_queue_push(s, f) == 0 && reached < INT32_MAX) {
       reached++;
     }
   }
+  pm_server_fanout_end(srv);
   pomelo_frame_unref(f);
   return reached;
 }
@@ -372,6 +376,7 @@ int pomelo_channel_push(pomelo_channel *ch, const char *route, size_t route_len,
   if (rc) {
     return rc;
   }
+  srv->fanout++;
   for (i = 0; i < ch->n; i++) {
     /* The member keeps its session pointer: sessions leave their channels when released. */
     pomelo_session *s = ch->m[i].s;
@@ -379,6 +384,7 @@ int pomelo_channel_push(pomelo_channel *ch, const char *route, size_t route_len,
       reached++;
     }
   }
+  pm_server_fanout_end(srv); /* may run on_session_closed, which may destroy ch */
   pomelo_frame_unref(f);
   return reached;
 }

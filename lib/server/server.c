@@ -176,6 +176,17 @@ static void cb_output(pomelo_conn *c, void *ud) {
   report_output(s);
 }
 
+static void notify_closed(pomelo_session *s, int reason) {
+  pomelo_server *srv = s->srv;
+  if (srv->cb.on_session_closed) {
+    srv->cb.on_session_closed(srv, s, reason, srv->user_data);
+  }
+  /* Whatever is still queued (a KICK, a close frame) must go out: tell the caller at once. */
+  if (s->conn && pomelo_conn_out_len(s->conn)) {
+    report_output(s);
+  }
+}
+
 static void cb_close(pomelo_conn *c, int reason, void *ud) {
   pomelo_session *s = ud;
   pomelo_server *srv = s->srv;
@@ -206,12 +217,25 @@ static void cb_close(pomelo_conn *c, int reason, void *ud) {
   }
   s->flush_at = PM_NO_DEADLINE;
   s->closed_notified = 1;
-  if (srv->cb.on_session_closed) {
-    srv->cb.on_session_closed(srv, s, reason, srv->user_data);
+  if (srv->fanout) {
+    /* Inside a push to many sessions: the application hears of it once the push is over, so
+     * that its on_session_closed may leave or destroy the channel being pushed to. */
+    s->close_reason = (uint8_t)reason;
+    s->defer_next = srv->deferred;
+    srv->deferred = s;
+    return;
   }
-  /* Whatever is still queued (a KICK, a close frame) must go out: tell the caller at once. */
-  if (pomelo_conn_out_len(c)) {
-    report_output(s);
+  notify_closed(s, reason);
+}
+
+void pm_server_fanout_end(pomelo_server *srv) {
+  if (--srv->fanout == 0) {
+    while (srv->deferred) {
+      pomelo_session *s = srv->deferred;
+      srv->deferred = s->defer_next;
+      s->defer_next = NULL;
+      notify_closed(s, s->close_reason);
+    }
   }
 }
 

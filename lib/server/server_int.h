@@ -62,6 +62,8 @@ struct pomelo_session {
   uint64_t tokens_at; /* when they were last refilled */
   uint8_t closed_notified;
   uint8_t imported;
+  uint8_t close_reason;       /* while its notification is deferred */
+  pomelo_session *defer_next; /* the server's deferred notifications */
 };
 
 typedef struct pm_member {
@@ -117,10 +119,15 @@ struct pomelo_server {
   pomelo_request *reqs;
   size_t sessions, bound;
   int shutting_down;
+  int fanout;               /* inside a push to many sessions (nesting depth) */
+  pomelo_session *deferred; /* sessions whose on_session_closed waits for the push to end */
 };
 
 /* server.c */
 void pm_session_touch(pomelo_session *s);
+/* A push to many sessions begins (srv->fanout++) and ends: the on_session_closed
+ * notifications its slow-consumer closes caused are delivered at the end. */
+void pm_server_fanout_end(pomelo_server *srv);
 void pm_session_free_imported(pomelo_session *s);
 /* dispatch.c */
 void pm_server_dispatch_msg(pomelo_session *s, const pomelo_msg *msg);
