@@ -636,15 +636,6 @@ int pomelo_session_bind(pomelo_session *s, const char *uid, size_t len) {
       return POMELO_ERR_NOMEM;
     }
   }
-  if (first && srv->set.uid_policy == POMELO_UID_KICK_OLDER) {
-    pomelo_session *o;
-    for (o = first; o; o = o->uid_next) {
-      if (pomelo_conn_get_state(o->conn) < POMELO_CONN_CLOSING) {
-        pomelo_conn_kick(o->conn, "replaced", 8);
-        pm_session_touch(o);
-      }
-    }
-  }
   s->uid = copy;
   s->uid_len = len;
   s->uid_next = first;
@@ -654,6 +645,18 @@ int pomelo_session_bind(pomelo_session *s, const char *uid, size_t len) {
   }
   e->val = s;
   srv->bound++;
+  /* After linking: the callbacks the kicks run may change the uid map. */
+  if (s->uid_next && srv->set.uid_policy == POMELO_UID_KICK_OLDER) {
+    pomelo_session *o;
+    srv->fanout++; /* on_session_closed runs after the loop */
+    for (o = s->uid_next; o; o = o->uid_next) {
+      if (pomelo_conn_get_state(o->conn) < POMELO_CONN_CLOSING) {
+        pomelo_conn_kick(o->conn, "replaced", 8);
+        pm_session_touch(o);
+      }
+    }
+    pm_server_fanout_end(srv);
+  }
   return 0;
 }
 
@@ -694,11 +697,13 @@ size_t pomelo_server_kick_uid(pomelo_server *srv, const char *uid, size_t len, c
   pm_strmap_ent *e = uid ? pm_strmap_get(&srv->by_uid, uid, len) : NULL;
   pomelo_session *s;
   size_t n = 0;
+  srv->fanout++; /* on_session_closed (which may unbind) runs after the loop */
   for (s = e ? e->val : NULL; s; s = s->uid_next) {
     if (pomelo_session_kick(s, reason, reason_len) == 0) {
       n++;
     }
   }
+  pm_server_fanout_end(srv);
   return n;
 }
 
