@@ -27,8 +27,6 @@
 
 /* The largest frame header: 2 + 8 length bytes + 4 mask bytes. */
 #define PM_WS_HEAD_MAX 14u
-/* The largest server-to-client (unmasked) header. */
-#define PM_WS_SERVER_HEAD_MAX 10u
 
 typedef struct pm_ws_io {
   void *ctx;
