@@ -544,14 +544,14 @@ static int open_connection(app *a, const char *host, const char *port, int ws) {
   a->cl = cl;
   a->lp.cl = cl;
   a->lp.fd = fd;
-  a->lp.fatal = 0;
+  a->lp.error = 0;
   rc = pomelo_client_connect(cl, loop_now_ms());
   if (rc) {
     say("cannot start the handshake: %s", pomelo_strerror(rc));
     return EXIT_ERROR;
   }
   if (loop_run(&a->lp, UINT64_MAX, is_connected, a) == LOOP_ERROR) {
-    say("internal error: %s", pomelo_strerror(a->lp.fatal));
+    say("internal error: poll: %s", strerror(a->lp.error));
     return EXIT_ERROR;
   }
   if (a->end_code) {
@@ -579,7 +579,7 @@ static int need_connection(app *a) {
 
 static int run_result(app *a, int r) {
   if (r == LOOP_ERROR) {
-    say("internal error: %s", pomelo_strerror(a->lp.fatal));
+    say("internal error: poll: %s", strerror(a->lp.error));
     return EXIT_ERROR;
   }
   return a->end_code;
@@ -602,8 +602,8 @@ static int cmd_request(app *a, const char *route, const char *json) {
   }
   a->resp_done = 0;
   a->resp_line = NULL;
-  rc = pomelo_client_request(a->cl, route, strlen(route), (const uint8_t *)json, strlen(json), 0,
-                             on_response, a, loop_now_ms(), &id);
+  rc = pomelo_client_request(a->cl, route, (const uint8_t *)json, strlen(json), 0, on_response, a,
+                             loop_now_ms(), &id);
   if (rc) {
     say("cannot send the request: %s", pomelo_strerror(rc));
     return rc == POMELO_ERR_ROUTE_TOO_LONG ? EXIT_USAGE : EXIT_ERROR;
@@ -638,7 +638,7 @@ static int cmd_notify(app *a, const char *route, const char *json) {
   if (rc) {
     return rc;
   }
-  rc = pomelo_client_notify(a->cl, route, strlen(route), (const uint8_t *)json, strlen(json));
+  rc = pomelo_client_notify(a->cl, route, (const uint8_t *)json, strlen(json));
   if (rc) {
     say("cannot send the notify: %s", pomelo_strerror(rc));
     return rc == POMELO_ERR_ROUTE_TOO_LONG ? EXIT_USAGE : EXIT_ERROR;

@@ -86,8 +86,8 @@ static void issue(const char *route, uint32_t timeout, uint64_t now) {
   }
   i = S.nreq++;
   S.in_request++;
-  rc = pomelo_client_request(S.cl, route, strlen(route), (const uint8_t *)"{}", 2, timeout,
-                             on_response, &S.counts[i], now, NULL);
+  rc = pomelo_client_request(S.cl, route, (const uint8_t *)"{}", 2, timeout, on_response,
+                             &S.counts[i], now, NULL);
   S.in_request--;
   S.issued[i] = rc == 0;
 }
@@ -152,7 +152,7 @@ static void run(const uint8_t *data, size_t size) {
       issue(ROUTES[op >> 6], (uint32_t)((op >> 2) & 15u) * 50u, S.now);
       break;
     case 7:
-      pomelo_client_notify(S.cl, ROUTES[op >> 6], strlen(ROUTES[op >> 6]), NULL, 0);
+      pomelo_client_notify(S.cl, ROUTES[op >> 6], NULL, 0);
       break;
     case 8: /* write some or all of the output */
       drain(op >> 4 ? (size_t)-1 : (size_t)arg);
@@ -173,8 +173,7 @@ static void run(const uint8_t *data, size_t size) {
       }
       break;
     case 12:
-      pomelo_client_on(S.cl, ROUTES[op >> 6], strlen(ROUTES[op >> 6]), (op & 0x20) ? on_push : NULL,
-                       NULL);
+      pomelo_client_on(S.cl, ROUTES[op >> 6], (op & 0x20) ? on_push : NULL, NULL);
       break;
     default: /* 13..15: a complete server package of a few kinds */
       switch (arg & 3) {

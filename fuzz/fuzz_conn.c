@@ -125,7 +125,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         pomelo_conn_send(c, &m);
         break;
       case 2:
-        pomelo_conn_kick(c, "bye", 3);
+        pomelo_conn_kick(c, "bye");
         break;
       case 3:
         pomelo_conn_close(c, POMELO_CLOSE_SHUTDOWN);
@@ -140,7 +140,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         pomelo_conn_peer_closed(c);
         break;
       default:
-        pomelo_conn_kick(c, NULL, 0);
+        pomelo_conn_kick(c, NULL);
         break;
       }
       break;

@@ -349,12 +349,28 @@ static void test_server_protocol_errors(void) {
          "then 'G' is a bad type on a TCP-only connection");
   pomelo_conn_del(c);
 
+  /* A body over max_body: before the handshake, closed at once; once working, a KICK says
+   * why (a client can tell it from a network failure), then the close. */
   pomelo_conn_settings_default(&s);
   s.max_body = 100;
   c = server(&r, 0, 0, &s);
   is_int(pomelo_conn_feed(c, (const uint8_t *)"\x01\x00\x00\x65", 4, 0), POMELO_ERR_PKG_TOO_LARGE,
-         "a 101-byte body over a 100-byte limit");
-  is_int(pomelo_conn_close_reason(c), POMELO_CLOSE_PROTOCOL_ERROR, "closes");
+         "a 101-byte handshake over a 100-byte limit");
+  is_int(pomelo_conn_close_reason(c), POMELO_CLOSE_TOO_LARGE, "closes, reason too_large");
+  ok(pomelo_conn_wants_close(c) && pomelo_conn_out_len(c) == 0,
+     "at once before the handshake (nobody to tell)");
+  pomelo_conn_del(c);
+  c = server(&r, 0, 0, &s);
+  feed_pkg(c, POMELO_PKG_HANDSHAKE, BROWSER_HS, 0);
+  feed_pkg(c, POMELO_PKG_HANDSHAKE_ACK, NULL, 0);
+  drain_text(c, 0);
+  is_int(pomelo_conn_feed(c, (const uint8_t *)"\x04\x00\x00\x65xx", 6, 1), POMELO_ERR_PKG_TOO_LARGE,
+         "a 101-byte DATA body once working");
+  is_int(pomelo_conn_get_state(c), POMELO_CONN_CLOSING, "closing: a KICK is queued");
+  is_int(r.close_reason, POMELO_CLOSE_TOO_LARGE, "on_close(too_large)");
+  is_int(feed_pkg(c, POMELO_PKG_HEARTBEAT, NULL, 2), 0, "the rest of the input is ignored");
+  is_str(drain_text(c, 2), "5:{\"reason\":\"message too large\"}", "KICK message too large");
+  ok(pomelo_conn_wants_close(c), "closed once flushed");
   pomelo_conn_del(c);
 }
 
@@ -564,10 +580,10 @@ static void test_server_kick(void) {
   feed_pkg(c, POMELO_PKG_HANDSHAKE, BROWSER_HS, 0);
   feed_pkg(c, POMELO_PKG_HANDSHAKE_ACK, NULL, 0);
   drain_text(c, 0);
-  is_int(pomelo_conn_kick(c, "bye \"you\"", 9), 0, "kick");
+  is_int(pomelo_conn_kick(c, "bye \"you\""), 0, "kick");
   is_int(pomelo_conn_get_state(c), POMELO_CONN_CLOSING, "closing while the KICK is queued");
   is_int(r.close_reason, POMELO_CLOSE_KICKED, "on_close(KICKED)");
-  is_int(pomelo_conn_kick(c, "x", 1), POMELO_ERR_STATE, "no second kick");
+  is_int(pomelo_conn_kick(c, "x"), POMELO_ERR_STATE, "no second kick");
   is_int(feed_pkg(c, POMELO_PKG_HEARTBEAT, NULL, 1), 0, "input while closing");
   is_str(drain_text(c, 1), "5:{\"reason\":\"bye \\\"you\\\"\"}", "KICK body, reason escaped");
   is_int(pomelo_conn_get_state(c), POMELO_CONN_CLOSED, "closed after the flush");
@@ -577,14 +593,14 @@ static void test_server_kick(void) {
   feed_pkg(c, POMELO_PKG_HANDSHAKE, BROWSER_HS, 0);
   feed_pkg(c, POMELO_PKG_HANDSHAKE_ACK, NULL, 0);
   drain_text(c, 0);
-  is_int(pomelo_conn_kick(c, NULL, 0), 0, "kick without a reason");
+  is_int(pomelo_conn_kick(c, NULL), 0, "kick without a reason");
   is_int(pomelo_conn_out_len(c), 0, "no KICK package (spec 6: kick(uid) with no reason)");
   ok(pomelo_conn_wants_close(c), "closed at once");
   pomelo_conn_del(c);
 
   c = server(&r, 3000, 0, NULL);
   feed_pkg(c, POMELO_PKG_HANDSHAKE, BROWSER_HS, 0);
-  is_int(pomelo_conn_kick(c, "early", 5), 0, "kick before WORKING");
+  is_int(pomelo_conn_kick(c, "early"), 0, "kick before WORKING");
   is_str(drain_text(c, 0), "1:{\"code\":200,\"sys\":{\"heartbeat\":3}}",
          "no KICK package before WORKING; queued bytes still flushed");
   ok(pomelo_conn_wants_close(c), "then closed");
@@ -594,7 +610,7 @@ static void test_server_kick(void) {
   feed_pkg(c, POMELO_PKG_HANDSHAKE, BROWSER_HS, 0);
   feed_pkg(c, POMELO_PKG_HANDSHAKE_ACK, NULL, 0);
   drain_text(c, 0);
-  is_int(pomelo_conn_kick(c, "\xff", 1), POMELO_ERR_INVALID_ARG, "reason must be UTF-8");
+  is_int(pomelo_conn_kick(c, "\xff"), POMELO_ERR_INVALID_ARG, "reason must be UTF-8");
   is_int(pomelo_conn_get_state(c), POMELO_CONN_WORKING, "nothing happened");
   is_int(pomelo_conn_close(c, POMELO_CLOSE_SHUTDOWN), 0, "close");
   ok(pomelo_conn_wants_close(c), "closed with nothing to flush");
@@ -741,7 +757,17 @@ static void test_server_nomem(void) {
       m.route = "r";
       m.route_len = 1;
       pomelo_conn_send(c, &m);
-      pomelo_conn_kick(c, "k", 1);
+      rc = feed_pkg(c, POMELO_PKG_HEARTBEAT, NULL, 1);
+      if (rc == POMELO_ERR_NOMEM &&
+          (pomelo_conn_close_reason(c) != POMELO_CLOSE_ERROR || !pomelo_conn_wants_close(c))) {
+        clean = 0;
+        diag("allocation %ld failing: a failed feed left the connection open", n);
+      }
+      rc = pomelo_conn_kick(c, "k");
+      if (rc == POMELO_ERR_NOMEM && pomelo_conn_close_reason(c) != POMELO_CLOSE_ERROR) {
+        clean = 0;
+        diag("allocation %ld failing: a failed kick did not close with POMELO_CLOSE_ERROR", n);
+      }
       drain_text(c, 1);
       pomelo_conn_del(c);
     } else if (rc != POMELO_ERR_NOMEM) {
@@ -858,7 +884,7 @@ static void test_client(void) {
   feed_pkg(c, POMELO_PKG_KICK, "{\"reason\":\"bye\"}", 1300);
   is_str(r.kick_reason, "bye", "kick reason");
   is_int(pomelo_conn_close_reason(c), POMELO_CLOSE_KICKED, "kicked");
-  is_int(pomelo_conn_kick(c, "x", 1), POMELO_ERR_INVALID_ARG, "a client cannot kick");
+  is_int(pomelo_conn_kick(c, "x"), POMELO_ERR_INVALID_ARG, "a client cannot kick");
   pomelo_conn_del(c);
 }
 

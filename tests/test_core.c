@@ -32,9 +32,13 @@ static void test_errors(void) {
   is_str(pomelo_err_name(POMELO_OK), "OK", "err_name(OK)");
   is_str(pomelo_strerror(POMELO_ERR_PKG_TYPE), "unknown package type", "strerror(PKG_TYPE)");
   is_str(pomelo_err_name(-12345), "UNKNOWN", "unknown code has a name");
-  is_str(pomelo_strerror(42), "unknown error", "positive code is unknown");
+  is_str(pomelo_strerror(42), "application error", "a positive code is the application's");
+  is_str(pomelo_err_name(42), "APP", "and named APP");
+  ok(pomelo_err_is_app(1) && pomelo_err_is_app(42) && !pomelo_err_is_app(0) &&
+         !pomelo_err_is_app(POMELO_ERR_STATE),
+     "err_is_app: positive codes only");
   ok(pomelo_err_is_fatal(POMELO_ERR_NOMEM), "NOMEM is fatal");
-  ok(pomelo_err_is_fatal(POMELO_ERR_CALLBACK), "CALLBACK is fatal");
+  ok(pomelo_err_is_fatal(POMELO_ERR_INTERNAL), "INTERNAL is fatal");
   ok(!pomelo_err_is_fatal(POMELO_ERR_PKG_TYPE), "PKG_TYPE is not fatal");
   ok(!pomelo_err_is_fatal(POMELO_OK), "OK is not fatal");
   for (i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {

@@ -12,44 +12,38 @@
  * ------------------------------------------------------------------------------------------- */
 
 typedef struct events {
-  int outputs, ready, closed, last_reason, forwards;
+  int list_calls, ready, closed, last_reason, forwards;
   uint64_t fwd_sid;
   uint32_t fwd_id;
   char fwd_json[512];
   char fwd_route[64];
   pomelo_request *held; /* a request a handler kept for later */
   int error_custom;     /* on_error writes a custom body */
-  int destroy_room;     /* on_session_closed destroys channel "room" */
+  int last_error;       /* the err on_error saw */
+  int callbacks;        /* every callback run */
 } events;
 
 static events ev;
 
-static void on_output(pomelo_server *srv, pomelo_session *s, void *ud) {
+static void on_ready_list(pomelo_server *srv, void *ud) {
   (void)srv;
-  (void)s;
   (void)ud;
-  ev.outputs++;
+  ev.list_calls++;
+  ev.callbacks++;
 }
 static void on_ready(pomelo_server *srv, pomelo_session *s, void *ud) {
   (void)srv;
   (void)s;
   (void)ud;
   ev.ready++;
-}
-static void on_closed(pomelo_server *srv, pomelo_session *s, int reason, void *ud) {
-  (void)s;
-  (void)ud;
-  ev.closed++;
-  ev.last_reason = reason;
-  if (ev.destroy_room) {
-    pomelo_channel_destroy(pomelo_server_channel(srv, "room", 4));
-  }
+  ev.callbacks++;
 }
 static void on_forward(pomelo_server *srv, pomelo_session *s, const char *json, size_t len,
                        const pomelo_msg *m, void *ud) {
   (void)srv;
   (void)ud;
   ev.forwards++;
+  ev.callbacks++;
   ev.fwd_sid = pomelo_session_id(s);
   ev.fwd_id = m->id;
   snprintf(ev.fwd_json, sizeof ev.fwd_json, "%.*s", (int)len, json);
@@ -60,6 +54,8 @@ static void on_error(pomelo_server *srv, pomelo_request *req, int err, pomelo_js
   (void)srv;
   (void)req;
   (void)ud;
+  ev.last_error = err;
+  ev.callbacks++;
   if (ev.error_custom) {
     pomelo_json_write_begin_object(w);
     pomelo_json_write_key(w, "error", 5);
@@ -71,9 +67,8 @@ static void on_error(pomelo_server *srv, pomelo_request *req, int err, pomelo_js
 static pomelo_server_callbacks callbacks(int with_forward) {
   pomelo_server_callbacks cb;
   memset(&cb, 0, sizeof cb);
-  cb.on_output = on_output;
+  cb.on_ready_list = on_ready_list;
   cb.on_session_ready = on_ready;
-  cb.on_session_closed = on_closed;
   cb.on_forward = with_forward ? on_forward : NULL;
   cb.on_error = on_error;
   return cb;
@@ -165,6 +160,33 @@ static const char *drain(pomelo_session *s, uint64_t now) {
   return text;
 }
 
+/* Drains the ready list into a text "sid:write sid:close(reason) ..." (ev.closed and
+ * ev.last_reason count the closes). */
+static const char *ready(pomelo_server *srv) {
+  static char text[4096];
+  size_t tl = 0;
+  pomelo_session *s;
+  unsigned what;
+  text[0] = 0;
+  while ((s = pomelo_server_next_ready(srv, &what)) != NULL) {
+    if (what == POMELO_READY_CLOSE) {
+      ev.closed++;
+      ev.last_reason = pomelo_session_close_reason(s);
+      tl += (size_t)snprintf(text + tl, sizeof text - tl, "%s%llu:close(%s)", tl ? " " : "",
+                             (unsigned long long)pomelo_session_id(s),
+                             pomelo_close_reason_name(ev.last_reason));
+    } else {
+      tl += (size_t)snprintf(text + tl, sizeof text - tl, "%s%llu:%s", tl ? " " : "",
+                             (unsigned long long)pomelo_session_id(s),
+                             what == POMELO_READY_WRITE ? "write" : "?");
+    }
+    if (tl >= sizeof text) {
+      tl = sizeof text - 1;
+    }
+  }
+  return text;
+}
+
 static const char *HS = "{\"sys\":{\"type\":\"js-websocket\",\"version\":\"0.0.1\"}}";
 
 /* Accepts a session and takes it through the handshake; its output is drained. */
@@ -187,17 +209,20 @@ static void h_ok(pomelo_request *req, void *ud) {
   (void)ud;
   pomelo_request_respond(req, "{\"code\":200,\"msg\":\"ok\"}", 23);
 }
+/* The application's own error codes are positive. */
+enum { APP_ERR_DENIED = 1, APP_ERR_OTHER = 7 };
+
 static void h_error(pomelo_request *req, void *ud) {
   (void)ud;
-  pomelo_request_error(req, POMELO_ERR_CALLBACK, NULL, 0);
+  pomelo_request_error(req, APP_ERR_DENIED, NULL, 0);
 }
 static void h_error_code(pomelo_request *req, void *ud) {
   (void)ud;
-  pomelo_request_error(req, POMELO_ERR_CALLBACK, "{\"code\":42,\"x\":1}", 17);
+  pomelo_request_error(req, APP_ERR_DENIED, "{\"code\":42,\"x\":1}", 17);
 }
 static void h_error_nocode(pomelo_request *req, void *ud) {
   (void)ud;
-  pomelo_request_error(req, POMELO_ERR_CALLBACK, "{\"x\":1}", 7);
+  pomelo_request_error(req, APP_ERR_OTHER, "{\"x\":1}", 7);
 }
 static void h_empty(pomelo_request *req, void *ud) {
   (void)ud;
@@ -227,11 +252,11 @@ static void h_echo(pomelo_request *req, void *ud) {
 static void test_dispatch_table(void) {
   pomelo_server *srv = make_server(NULL, NULL, 0);
   pomelo_session *s;
-  pomelo_server_on(srv, "connector.h.ok", 14, h_ok, NULL);
-  pomelo_server_on(srv, "connector.h.error", 17, h_error, NULL);
-  pomelo_server_on(srv, "connector.h.code", 16, h_error_code, NULL);
-  pomelo_server_on(srv, "connector.h.nocode", 18, h_error_nocode, NULL);
-  pomelo_server_on(srv, "connector.h.empty", 17, h_empty, NULL);
+  pomelo_server_on(srv, "connector.h.ok", h_ok, NULL);
+  pomelo_server_on(srv, "connector.h.error", h_error, NULL);
+  pomelo_server_on(srv, "connector.h.code", h_error_code, NULL);
+  pomelo_server_on(srv, "connector.h.nocode", h_error_nocode, NULL);
+  pomelo_server_on(srv, "connector.h.empty", h_empty, NULL);
   s = join(srv, 0);
   ok(s != NULL && ev.ready == 1, "session through the handshake");
 
@@ -278,7 +303,7 @@ static void test_dispatch_table(void) {
   feed_msg(s, POMELO_MSG_REQUEST, 13, "connector.h.constructor", "{}", 1);
   is_str(drain(s, 1), "5:{\"reason\":\"attack\"}", "method 'constructor': kicked as an attack");
   ok(pomelo_session_wants_close(s), "closed after the kick");
-  is_int(ev.last_reason, POMELO_CLOSE_KICKED, "on_session_closed(KICKED)");
+  is_str(ready(srv), "1:close(kicked)", "on the ready list to close, reason kicked");
   {
     pomelo_server_stats st;
     pomelo_server_get_stats(srv, &st);
@@ -291,8 +316,10 @@ static void test_dispatch_table(void) {
   }
   pomelo_server_release(srv, s);
   is_int(pomelo_server_session_count(srv), 0, "released");
-  is_int(pomelo_server_on(srv, "a.b", 3, h_ok, NULL), POMELO_ERR_INVALID_ARG, "route of 2 parts");
-  is_int(pomelo_server_on(srv, "a..c", 4, h_ok, NULL), POMELO_ERR_INVALID_ARG, "empty part");
+  is_int(pomelo_server_on(srv, "connector.b", h_ok, NULL), POMELO_ERR_ROUTE, "route of 2 parts");
+  is_int(pomelo_server_on(srv, "connector..c", h_ok, NULL), POMELO_ERR_ROUTE, "empty part");
+  is_int(pomelo_server_on(srv, "connector.a.b.c", h_ok, NULL), POMELO_ERR_ROUTE, "four parts");
+  is_int(pomelo_server_on(srv, "connector.h.ok", NULL, NULL), POMELO_ERR_INVALID_ARG, "no fn");
   pomelo_server_del(srv);
 }
 
@@ -314,12 +341,12 @@ static void test_filters_and_late_answers(void) {
   pomelo_server *srv = make_server(NULL, NULL, 0);
   pomelo_session *s;
   int stop_global = 0, stop_route = 0, after_err = 0;
-  pomelo_server_on(srv, "connector.h.ok", 14, h_ok, NULL);
-  pomelo_server_on(srv, "connector.h.hold", 16, h_hold, NULL);
-  pomelo_server_on(srv, "connector.h.echo", 16, h_echo, NULL);
-  is_int(pomelo_server_before(srv, NULL, 0, f_stop, &stop_global), 0, "global before filter");
-  is_int(pomelo_server_before(srv, "connector.h.ok", 14, f_stop, &stop_route), 0, "route filter");
-  is_int(pomelo_server_after(srv, NULL, 0, f_after, &after_err), 0, "global after filter");
+  pomelo_server_on(srv, "connector.h.ok", h_ok, NULL);
+  pomelo_server_on(srv, "connector.h.hold", h_hold, NULL);
+  pomelo_server_on(srv, "connector.h.echo", h_echo, NULL);
+  is_int(pomelo_server_before(srv, NULL, f_stop, &stop_global), 0, "global before filter");
+  is_int(pomelo_server_before(srv, "connector.h.ok", f_stop, &stop_route), 0, "route filter");
+  is_int(pomelo_server_after(srv, NULL, f_after, &after_err), 0, "global after filter");
   s = join(srv, 0);
 
   feed_msg(s, POMELO_MSG_REQUEST, 1, "connector.h.ok", "{}", 1);
@@ -336,7 +363,7 @@ static void test_filters_and_late_answers(void) {
   feed_msg(s, POMELO_MSG_REQUEST, 3, "connector.h.echo", "{}", 1);
   is_str(drain(s, 1), "resp 3 {\"code\":500}", "global before-filter stops any route");
   stop_global = 0;
-  after_err = POMELO_ERR_CALLBACK;
+  after_err = APP_ERR_OTHER;
   feed_msg(s, POMELO_MSG_REQUEST, 4, "connector.h.ok", "{}", 1);
   is_str(drain(s, 1), "resp 4 {\"code\":500}", "after-filter turns the answer into an error");
   after_err = 0;
@@ -395,7 +422,7 @@ static void test_forwarding(void) {
   bs.server_type = "chat";
   back = make_server(&bs, NULL, 0);
   ev = saved;
-  pomelo_server_on(back, "chat.chatHandler.send", 21, h_echo, NULL);
+  pomelo_server_on(back, "chat.chatHandler.send", h_echo, NULL);
   memset(&m, 0, sizeof m);
   m.type = POMELO_MSG_REQUEST;
   m.id = ev.fwd_id;
@@ -436,7 +463,7 @@ static void test_forward_roundtrip(void) {
   bs.server_type = "chat";
   back = make_server(&bs, NULL, 0);
   ev = saved;
-  pomelo_server_on(back, "chat.chatHandler.send", 21, h_echo, NULL);
+  pomelo_server_on(back, "chat.chatHandler.send", h_echo, NULL);
   memset(&m, 0, sizeof m);
   m.type = POMELO_MSG_REQUEST;
   m.id = id;
@@ -512,11 +539,11 @@ static void test_sessions(void) {
       "export escapes keys and values, uid null when unbound");
   is_int(pomelo_session_export(a, buf, 10, &n), POMELO_ERR_BUFFER_TOO_SMALL, "export measures");
   pomelo_session_bind(c, "u1", 2);
-  is_int(pomelo_server_kick_uid(srv, "u1", 2, "bye", 3), 2, "kick by uid reaches both");
+  is_int(pomelo_server_kick_uid(srv, "u1", 2, "bye"), 2, "kick by uid reaches both");
   is_str(drain(b, 1), "5:{\"reason\":\"bye\"}", "KICK with the reason");
   is_str(drain(c, 1), "5:{\"reason\":\"bye\"}", "to each session");
   ok(pomelo_session_wants_close(b) && pomelo_session_wants_close(c), "both closed");
-  is_int(pomelo_session_kick(a, NULL, 0), 0, "kick by sid without a reason");
+  is_int(pomelo_session_kick(a, NULL), 0, "kick by sid without a reason");
   is_str(drain(a, 1), "", "no KICK package");
   pomelo_server_release(srv, a);
   pomelo_server_release(srv, b);
@@ -572,7 +599,7 @@ static void test_channels_and_pushes(void) {
   is_int(pomelo_channel_count(ch), 3, "3 members");
   is_int(pomelo_channel_member(ch, 1, &uid, &ul, &sid), 0, "member 1");
   ok(ul == 2 && memcmp(uid, "ub", 2) == 0 && sid == 2, "member 1 is (ub, 2)");
-  is_int(pomelo_channel_push(ch, "onChat", 6, "{\"msg\":\"hi\"}", 12), 3, "push reaches 3");
+  is_int(pomelo_channel_push(ch, "onChat", "{\"msg\":\"hi\"}", 12), 3, "push reaches 3");
   is_str(drain(a, 1), "push onChat {\"msg\":\"hi\"}", "a got it");
   is_str(drain(b, 1), "push onChat {\"msg\":\"hi\"}", "b got it");
   is_str(drain(c, 1), "push onChat {\"msg\":\"hi\"}", "c got it");
@@ -581,14 +608,14 @@ static void test_channels_and_pushes(void) {
   pomelo_session_peer_closed(c);
   pomelo_server_release(srv, c);
   is_int(pomelo_channel_count(ch), 1, "a released session leaves its channels");
-  is_int(pomelo_channel_push(ch, "onChat", 6, NULL, 0), 1, "push to the one left");
+  is_int(pomelo_channel_push(ch, "onChat", NULL, 0), 1, "push to the one left");
   is_str(drain(a, 1), "push onChat {}", "an empty body is {}");
-  is_int(pomelo_server_push_uids(srv, uids, lens, 2, "onPm", 4, "{}", 2), 1,
+  is_int(pomelo_server_push_uids(srv, uids, lens, 2, "onPm", "{}", 2), 1,
          "push to uids: unknown uids skipped");
   is_str(drain(a, 1), "push onPm {}", "a got the uid push");
-  is_int(pomelo_server_broadcast(srv, 1, "onAll", 5, "{}", 2), 2, "broadcast to bound sessions");
-  is_int(pomelo_server_broadcast(srv, 0, "onAll", 5, "{}", 2), 2, "broadcast to all");
-  is_int(pomelo_session_push(b, "one", 3, "{}", 2), 0, "push to one session");
+  is_int(pomelo_server_broadcast(srv, 1, "onAll", "{}", 2), 2, "broadcast to bound sessions");
+  is_int(pomelo_server_broadcast(srv, 0, "onAll", "{}", 2), 2, "broadcast to all");
+  is_int(pomelo_session_push(b, "one", "{}", 2), 0, "push to one session");
   is_str(drain(b, 1), "push onAll {}|push onAll {}|push one {}",
          "b got the broadcasts and its own");
   pomelo_server_foreach(srv, count_fn, &calls);
@@ -624,11 +651,11 @@ static void test_fanout_allocations(void) {
     pomelo_channel_add(ch, uid, strlen(uid), pomelo_session_id(s));
   }
   before = ta.calls;
-  reached = pomelo_channel_push(ch, "onChat", 6, "{\"msg\":\"hello\"}", 15);
+  reached = pomelo_channel_push(ch, "onChat", "{\"msg\":\"hello\"}", 15);
   is_int(reached, 10000, "push reached 10,000 members");
   is_int(ta.calls - before, 1, "one allocation for the whole push (the frame)");
   before = ta.calls;
-  reached = pomelo_channel_push(ch, "onChat", 6, "{\"msg\":\"again\"}", 15);
+  reached = pomelo_channel_push(ch, "onChat", "{\"msg\":\"again\"}", 15);
   is_int(ta.calls - before, 1, "a second push: still one (two frames queued per member inline)");
   pomelo_server_del(srv);
   is_int(ta.live, 0, "no leak");
@@ -650,7 +677,7 @@ static void test_limits(void) {
   pomelo_server_get_stats(srv, &stats);
   is_int(stats.connections_rejected, 1, "counted");
   is_int(stats.connections, 2, "2 connections");
-  pomelo_server_shutdown(srv, "maintenance", 11);
+  pomelo_server_shutdown(srv, "maintenance");
   is_str(drain(a, 1), "5:{\"reason\":\"maintenance\"}", "shutdown kicks with the reason");
   drain(b, 1);
   ok(pomelo_session_wants_close(a) && pomelo_session_wants_close(b), "and closes every session");
@@ -663,50 +690,54 @@ static void test_limits(void) {
   srv = make_server(&st, NULL, 0);
   a = join(srv, 0);
   for (i = 0; i < 10; i++) {
-    pomelo_session_push(a, "r", 1, "{\"pad\":\"0123456789\"}", 20);
+    pomelo_session_push(a, "r", "{\"pad\":\"0123456789\"}", 20);
   }
   pomelo_server_get_stats(srv, &stats);
   ok(stats.pushes == 3 && stats.push_drops == 7, "DROP: 3 pushes fit in 100 bytes, 7 dropped");
   ok(!pomelo_session_wants_close(a), "still connected");
   drain(a, 1);
-  is_int(pomelo_session_push(a, "r", 1, "{}", 2), 0, "pushes flow again once drained");
+  is_int(pomelo_session_push(a, "r", "{}", 2), 0, "pushes flow again once drained");
   pomelo_server_del(srv);
   st.slow_policy = POMELO_SLOW_DISCONNECT;
   srv = make_server(&st, NULL, 0);
   a = join(srv, 0);
   for (i = 0; i < 10; i++) {
-    pomelo_session_push(a, "r", 1, "{\"pad\":\"0123456789\"}", 20);
+    pomelo_session_push(a, "r", "{\"pad\":\"0123456789\"}", 20);
   }
   ok(pomelo_session_wants_close(a), "DISCONNECT: the slow session is closed");
-  is_int(ev.last_reason, POMELO_CLOSE_SLOW_CONSUMER, "reason slow_consumer");
+  is_str(ready(srv), "1:close(slow_consumer)", "on the ready list, reason slow_consumer");
   pomelo_server_get_stats(srv, &stats);
   is_int(stats.slow_disconnects, 1, "counted");
   pomelo_server_del(srv);
 
-  /* A slow consumer closed in the middle of a channel push whose on_session_closed destroys
-   * that channel: the notification waits until the push is over. */
+  /* A slow consumer closed in the middle of a channel push: no callback runs inside the push;
+   * the session is on the ready list once it returns, and its handler may then destroy the
+   * channel. */
   srv = make_server(&st, NULL, 0);
   {
     pomelo_channel *room;
     pomelo_session *m[3];
-    int reached;
+    int reached, calls;
     pomelo_channel_new(srv, "room", 4, &room);
     for (i = 0; i < 3; i++) {
       char uid[4] = {'u', (char)('0' + i), 0, 0};
       m[i] = join(srv, 0);
       pomelo_channel_add(room, uid, 2, pomelo_session_id(m[i]));
     }
+    ready(srv);
     for (i = 0; i < 3; i++) {
-      pomelo_session_push(m[0], "r", 1, "{\"pad\":\"0123456789\"}", 20); /* 81 of 100 bytes */
+      pomelo_session_push(m[0], "r", "{\"pad\":\"0123456789\"}", 20); /* 81 of 100 bytes */
     }
     drain(m[1], 1);
-    ev.destroy_room = 1;
-    ev.closed = 0;
-    reached = pomelo_channel_push(room, "r", 1, "{\"pad\":\"0123456789\"}", 20);
+    ready(srv);
+    calls = ev.callbacks;
+    reached = pomelo_channel_push(room, "r", "{\"pad\":\"0123456789\"}", 20);
     is_int(reached, 2, "the push reached the two others");
-    is_int(ev.closed, 1, "the slow one was closed, and told after the push");
-    ok(pomelo_server_channel(srv, "room", 4) == NULL, "its handler destroyed the channel safely");
-    ev.destroy_room = 0;
+    is_int(ev.callbacks - calls, 1, "only on_ready_list ran during the push");
+    is_str(ready(srv), "1:close(slow_consumer) 2:write 3:write",
+           "the slow one to close, the others to write, in order");
+    pomelo_channel_destroy(room);
+    ok(pomelo_server_channel(srv, "room", 4) == NULL, "the loop may destroy the channel then");
   }
   pomelo_server_del(srv);
 
@@ -714,7 +745,7 @@ static void test_limits(void) {
   pomelo_server_settings_default(&st);
   st.rate_limit = 2;
   srv = make_server(&st, NULL, 0);
-  pomelo_server_on(srv, "connector.h.ok", 14, h_ok, NULL);
+  pomelo_server_on(srv, "connector.h.ok", h_ok, NULL);
   a = join(srv, 0);
   for (i = 1; i <= 3; i++) {
     feed_msg(a, POMELO_MSG_REQUEST, (uint32_t)i, "connector.h.ok", "{}", 10);
@@ -747,9 +778,10 @@ static void test_timers(void) {
   feed_pkg(a, POMELO_PKG_HEARTBEAT, NULL, 0, 2500);
   drain(a, 2500);
   is_int(pomelo_server_expiry(srv), 7000, "a's heartbeat moved it; b is next");
+  ready(srv);
   pomelo_server_handle_expiry(srv, 7000);
   ok(pomelo_session_wants_close(b) && !pomelo_session_wants_close(a), "b timed out, a did not");
-  is_int(ev.last_reason, POMELO_CLOSE_HEARTBEAT_TIMEOUT, "reason");
+  is_str(ready(srv), "2:close(heartbeat_timeout)", "only b is on the ready list");
   is_int(pomelo_server_expiry(srv), 8500, "then a at 2500 + 6000");
   pomelo_server_handle_expiry(srv, 20000);
   ok(pomelo_session_wants_close(a) && pomelo_session_wants_close(c), "all timed out by 20 s");
@@ -772,13 +804,15 @@ static void test_batching(void) {
   st.flush_interval_ms = 20;
   srv = make_server(&st, NULL, 0);
   a = join(srv, 100);
-  ev.outputs = 0;
-  pomelo_session_push(a, "r", 1, "{}", 2);
-  pomelo_session_push(a, "r", 1, "{}", 2);
-  is_int(ev.outputs, 0, "output held while batching");
+  ready(srv);
+  pomelo_session_push(a, "r", "{}", 2);
+  pomelo_session_push(a, "r", "{}", 2);
+  is_int(pomelo_server_ready_count(srv), 0, "output held while batching");
   is_int(pomelo_server_expiry(srv), 120, "flush due 20 ms later");
+  pomelo_server_handle_expiry(srv, 119);
+  is_str(ready(srv), "", "not before");
   pomelo_server_handle_expiry(srv, 120);
-  is_int(ev.outputs, 1, "one notification for both pushes");
+  is_str(ready(srv), "1:write", "one ready entry for both pushes");
   is_str(drain(a, 120), "push r {}|push r {}", "both queued");
   pomelo_server_del(srv);
 }
@@ -787,7 +821,7 @@ static void test_stats_bytes(void) {
   pomelo_server *srv = make_server(NULL, NULL, 0);
   pomelo_session *a;
   pomelo_server_stats st;
-  pomelo_server_on(srv, "connector.h.ok", 14, h_ok, NULL);
+  pomelo_server_on(srv, "connector.h.ok", h_ok, NULL);
   a = join(srv, 0);
   feed_msg(a, POMELO_MSG_REQUEST, 1, "connector.h.ok", "{}", 1);
   drain(a, 1);
@@ -802,6 +836,268 @@ static void test_stats_bytes(void) {
   pomelo_server_del(srv);
 }
 
+/* Every notify's handle is freed when its handler returns, answered or not: 1,000 notifies
+ * leave nothing behind (before, each lived until pomelo_server_del). */
+static int notify_seen;
+static pomelo_request *notify_last;
+static void h_notify_ignore(pomelo_request *req, void *ud) {
+  (void)ud;
+  notify_seen++;
+  notify_last = req;
+}
+static void h_notify_answer(pomelo_request *req, void *ud) {
+  (void)ud;
+  notify_seen++;
+  if (pomelo_request_respond(req, "{\"x\":1}", 7) != 0 ||
+      pomelo_request_error(req, APP_ERR_DENIED, NULL, 0) != 0) {
+    notify_seen = -1000000; /* answers to a notify do nothing and succeed */
+  }
+  pomelo_request_drop(req); /* also nothing: the handle is still valid here */
+  if (pomelo_request_msg(req)->type != POMELO_MSG_NOTIFY) {
+    notify_seen = -1000000;
+  }
+}
+
+static void test_notify_lifetime(void) {
+  test_alloc ta;
+  pomelo_server *srv;
+  pomelo_session *s;
+  long live;
+  int i, stop = 0;
+  test_alloc_init(&ta, 0);
+  srv = make_server(NULL, &ta.a, 0);
+  pomelo_server_on(srv, "connector.h.ignore", h_notify_ignore, NULL);
+  pomelo_server_on(srv, "connector.h.answer", h_notify_answer, NULL);
+  pomelo_server_before(srv, "connector.h.answer", f_stop, &stop);
+  s = join(srv, 0);
+  feed_msg(s, POMELO_MSG_NOTIFY, 0, "connector.h.ignore", "{}", 1); /* warm the tables */
+  ready(srv);
+  live = ta.live;
+  notify_seen = 0;
+  for (i = 0; i < 1000; i++) {
+    feed_msg(s, POMELO_MSG_NOTIFY, 0, "connector.h.ignore", "{\"n\":1}", 1);
+  }
+  is_int(notify_seen, 1000, "1,000 notifies reached a handler that does not answer");
+  is_int(ta.live - live, 0, "and left no allocation behind (each handle freed on return)");
+  notify_seen = 0;
+  for (i = 0; i < 10; i++) {
+    feed_msg(s, POMELO_MSG_NOTIFY, 0, "connector.h.answer", "{}", 1);
+  }
+  is_int(notify_seen, 10, "a handler that answers, errors and drops a notify: all no-ops");
+  is_str(drain(s, 1), "", "nothing sent for a notify");
+  is_int(ta.live - live, 0, "still nothing left behind");
+  stop = APP_ERR_DENIED;
+  feed_msg(s, POMELO_MSG_NOTIFY, 0, "connector.h.answer", "{}", 1);
+  is_int(notify_seen, 10, "a before-filter stops a notify");
+  is_int(ta.live - live, 0, "and its handle is freed too");
+  (void)notify_last;
+  pomelo_server_del(srv);
+  is_int(ta.live, 0, "no leak");
+}
+
+/* Routes of another server type never reach this server's handlers, so registering one is an
+ * error, not a silent {"code":500} for every request. The default handler takes what no
+ * handler takes. */
+static void h_default(pomelo_request *req, void *ud) {
+  const pomelo_msg *m = pomelo_request_msg(req);
+  char out[300];
+  (void)ud;
+  snprintf(out, sizeof out, "{\"default\":\"%.*s\"}", (int)m->route_len, m->route);
+  pomelo_request_respond(req, out, strlen(out));
+}
+
+static void test_routes_reachable(void) {
+  pomelo_server *srv = make_server(NULL, NULL, 0);
+  pomelo_session *s;
+  char longroute[300];
+  is_int(pomelo_server_on(srv, "area.playerHandler.move", h_ok, NULL), POMELO_ERR_ROUTE_TYPE,
+         "a route of another server type (the default type is connector) is refused");
+  is_int(pomelo_server_before(srv, "area.playerHandler.move", f_stop, &(int){0}),
+         POMELO_ERR_ROUTE_TYPE, "so is a filter on one");
+  is_int(pomelo_server_after(srv, "connector.x", f_after, &(int){0}), POMELO_ERR_ROUTE,
+         "a filter on a malformed route");
+  memcpy(longroute, "connector.h.", 12);
+  memset(longroute + 12, 'm', 250);
+  longroute[262] = 0;
+  is_int(pomelo_server_on(srv, longroute, h_ok, NULL), POMELO_ERR_ROUTE,
+         "a route over 255 bytes can never arrive");
+  is_int(pomelo_server_on(srv, "connector.playerHandler.move", h_ok, NULL), 0,
+         "this server's type is fine");
+  s = join(srv, 0);
+  feed_msg(s, POMELO_MSG_REQUEST, 1, "area.playerHandler.move", "{}", 1);
+  is_str(drain(s, 1), "resp 1 {\"code\":500}", "another type, no forward hook: 500");
+  is_int(ev.last_error, POMELO_ERR_ROUTE_TYPE, "on_error was told why: ROUTE_TYPE");
+  feed_msg(s, POMELO_MSG_REQUEST, 2, "connector.playerHandler.nope", "{}", 1);
+  is_str(drain(s, 1), "resp 2 {\"code\":500}", "no such handler: 500");
+  is_int(ev.last_error, POMELO_ERR_NO_HANDLER, "on_error: NO_HANDLER");
+  feed_msg(s, POMELO_MSG_REQUEST, 3, "connector.playerHandler", "{}", 1);
+  is_str(drain(s, 1), "resp 3 {\"code\":500}", "two parts: 500");
+  is_int(ev.last_error, POMELO_ERR_ROUTE, "on_error: ROUTE");
+
+  is_int(pomelo_server_on(srv, NULL, h_default, NULL), 0, "the default handler");
+  feed_msg(s, POMELO_MSG_REQUEST, 4, "area.playerHandler.move", "{}", 1);
+  is_str(drain(s, 1), "resp 4 {\"default\":\"area.playerHandler.move\"}",
+         "it takes another type's route when nothing forwards it");
+  feed_msg(s, POMELO_MSG_REQUEST, 5, "connector.playerHandler.nope", "{}", 1);
+  is_str(drain(s, 1), "resp 5 {\"default\":\"connector.playerHandler.nope\"}",
+         "an unknown method of this type");
+  feed_msg(s, POMELO_MSG_REQUEST, 6, "room.chat", "{}", 1);
+  is_str(drain(s, 1), "resp 6 {\"default\":\"room.chat\"}", "a route of two parts");
+  feed_msg(s, POMELO_MSG_REQUEST, 7, "connector.playerHandler.move", "{}", 1);
+  is_str(drain(s, 1), "resp 7 {\"code\":200,\"msg\":\"ok\"}", "not a route that has a handler");
+  feed_msg(s, POMELO_MSG_REQUEST, 8, "nodot", "{}", 1);
+  is_str(drain(s, 1), "", "nor a route without a dot (dropped, as the real server)");
+  feed_msg(s, POMELO_MSG_REQUEST, 9, "connector.h.constructor", "{}", 1);
+  is_str(drain(s, 1), "5:{\"reason\":\"attack\"}", "nor the constructor attack");
+  pomelo_server_del(srv);
+
+  srv = make_server(NULL, NULL, 1);
+  pomelo_server_on(srv, NULL, h_default, NULL);
+  s = join(srv, 0);
+  feed_msg(s, POMELO_MSG_REQUEST, 1, "chat.chatHandler.send", "{}", 1);
+  ok(ev.forwards == 1 && strcmp(drain(s, 1), "") == 0,
+     "with on_forward, other types are forwarded, not given to the default handler");
+  pomelo_server_del(srv);
+}
+
+/* The ready list: only the sessions that need the loop, and no callback inside
+ * peer_closed or release. */
+static int walk_count(pomelo_session *s, void *arg) {
+  (void)s;
+  ++*(size_t *)arg;
+  return 0;
+}
+
+static void test_ready_list(void) {
+  pomelo_server *srv = make_server(NULL, NULL, 0);
+  pomelo_session **all, *s, *a, *b;
+  pomelo_channel *ch;
+  unsigned what;
+  size_t i, n = 100000, walked = 0;
+  int calls;
+  all = malloc(n * sizeof *all);
+  pomelo_channel_new(srv, "few", 3, &ch);
+  for (i = 0; i < n; i++) {
+    all[i] = join(srv, i < 3 ? 1000 : 0); /* 3 sessions join later: their deadline is later */
+  }
+  is_int(pomelo_server_ready_count(srv), n, "every handshake answer made a session ready");
+  is_str(ready(srv), "", "all of it already written: the drain skips them");
+  is_int(pomelo_server_ready_count(srv), 0, "the list is empty");
+  is_int(pomelo_session_push(all[500], "r", "{}", 2), 0, "a push to one of 100,000 sessions");
+  is_int(pomelo_server_ready_count(srv), 1, "one session on the ready list");
+  s = pomelo_server_next_ready(srv, &what);
+  ok(s == all[500] && what == POMELO_READY_WRITE, "it is that session, to write");
+  ok(pomelo_server_next_ready(srv, &what) == NULL && what == 0, "and nothing else");
+  drain(all[500], 1);
+  pomelo_channel_add(ch, "a", 1, pomelo_session_id(all[7]));
+  pomelo_channel_add(ch, "b", 1, pomelo_session_id(all[99999]));
+  pomelo_channel_push(ch, "r", "{}", 2);
+  pomelo_channel_push(ch, "r", "{}", 2);
+  ok(pomelo_server_ready_count(srv) == 2, "a channel push of 2 members: 2 ready, once each");
+  ready(srv);
+  drain(all[7], 1);
+  drain(all[99999], 1);
+
+  /* Timers: every session's heartbeat deadline is at 6000 except the 3 that joined at 1000. */
+  pomelo_server_handle_expiry(srv, 5999);
+  is_int(pomelo_server_ready_count(srv), 0, "nothing due, nothing ready");
+  for (i = 3; i < n; i++) {
+    feed_pkg(all[i], POMELO_PKG_HEARTBEAT, NULL, 0, 5000); /* all but 3 stay alive */
+  }
+  ready(srv);
+  for (i = 3; i < n; i++) {
+    drain(all[i], 5000);
+  }
+  pomelo_server_handle_expiry(srv, 7000);
+  is_int(pomelo_server_ready_count(srv), 3, "a timer pass puts 3 sessions on the list");
+  {
+    const char *t = ready(srv);
+    ok(strlen(t) == 3 * strlen("1:close(heartbeat_timeout)") + 2 &&
+           strstr(t, "1:close(heartbeat_timeout)") && strstr(t, "2:close(heartbeat_timeout)") &&
+           strstr(t, "3:close(heartbeat_timeout)"),
+       "exactly the 3 that timed out (%s)", t);
+  }
+
+  /* Closing runs no callback, and release leaves the ready list. */
+  a = all[10];
+  b = all[11];
+  calls = ev.callbacks;
+  pomelo_session_peer_closed(a);
+  pomelo_session_peer_closed(b);
+  is_int(ev.callbacks - calls, 1, "peer_closed runs no callback (only on_ready_list)");
+  is_int(pomelo_session_close_reason(a), POMELO_CLOSE_PEER, "reason peer");
+  pomelo_server_release(srv, a); /* released while on the ready list */
+  is_int(ev.callbacks - calls, 1, "release runs no callback either");
+  is_str(ready(srv), "12:close(peer)", "a released session left the ready list");
+  pomelo_server_release(srv, b);
+  is_int(pomelo_session_kick(all[12], "bye"), 0, "kick");
+  s = pomelo_server_next_ready(srv, &what);
+  ok(s == all[12] && what == POMELO_READY_WRITE, "a kicked session: its KICK to write first");
+  drain(s, 7001);
+  s = pomelo_server_next_ready(srv, &what);
+  ok(s == all[12] && what == POMELO_READY_CLOSE, "then, written, it comes back to close");
+  pomelo_server_release(srv, s);
+  pomelo_server_foreach(srv, walk_count, &walked);
+  is_int(walked, n - 3, "the others are still there");
+  pomelo_server_del(srv);
+  free(all);
+}
+
+/* Error codes: the application's are positive and reach on_error; 0 is not an error. */
+static void h_error_zero(pomelo_request *req, void *ud) {
+  (void)ud;
+  if (pomelo_request_error(req, 0, NULL, 0) == POMELO_ERR_INVALID_ARG) {
+    pomelo_request_respond(req, "{\"zero\":\"refused\"}", 18); /* the handle is still valid */
+  }
+}
+
+static void test_error_codes(void) {
+  pomelo_server *srv = make_server(NULL, NULL, 0);
+  pomelo_session *s;
+  pomelo_server_on(srv, "connector.h.error", h_error, NULL);
+  pomelo_server_on(srv, "connector.h.zero", h_error_zero, NULL);
+  s = join(srv, 0);
+  ev.error_custom = 1;
+  feed_msg(s, POMELO_MSG_REQUEST, 1, "connector.h.error", "{}", 1);
+  is_int(ev.last_error, APP_ERR_DENIED, "on_error gets the application's own code");
+  is_str(drain(s, 1), "resp 1 {\"error\":\"APP\",\"code\":500}", "err_name says APP");
+  ok(pomelo_err_is_app(ev.last_error) && !pomelo_err_is_fatal(ev.last_error),
+     "an application code is not a library or fatal code");
+  ev.error_custom = 0;
+  feed_msg(s, POMELO_MSG_REQUEST, 2, "connector.h.zero", "{}", 1);
+  is_str(drain(s, 1), "resp 2 {\"zero\":\"refused\"}",
+         "pomelo_request_error(req, 0): INVALID_ARG, the handle stays valid");
+  pomelo_server_del(srv);
+}
+
+/* A body over max_body: the client is told with a KICK, the others are unaffected. */
+static void test_too_large(void) {
+  pomelo_server_settings st;
+  pomelo_server *srv;
+  pomelo_session *a, *b;
+  pomelo_server_stats stats;
+  char big[200];
+  pomelo_server_settings_default(&st);
+  st.conn.heartbeat_interval_ms = 3000;
+  st.conn.max_body = 100;
+  srv = make_server(&st, NULL, 0);
+  pomelo_server_on(srv, "connector.h.ok", h_ok, NULL);
+  a = join(srv, 0);
+  b = join(srv, 0);
+  ready(srv);
+  memset(big, 'x', sizeof big - 1);
+  big[sizeof big - 1] = 0;
+  is_int(feed_msg(a, POMELO_MSG_REQUEST, 1, "connector.h.ok", big, 1), POMELO_ERR_PKG_TOO_LARGE,
+         "a 200-byte request over a 100-byte limit");
+  is_str(drain(a, 1), "5:{\"reason\":\"message too large\"}", "KICK message too large");
+  is_str(ready(srv), "1:close(too_large)", "then closed, reason too_large");
+  feed_msg(b, POMELO_MSG_REQUEST, 2, "connector.h.ok", "{}", 1);
+  is_str(drain(b, 1), "resp 2 {\"code\":200,\"msg\":\"ok\"}", "the other session goes on");
+  pomelo_server_get_stats(srv, &stats);
+  ok(stats.too_large == 1 && stats.kicks == 0, "counted as too_large, not as a kick");
+  pomelo_server_del(srv);
+}
+
 static void test_nomem(void) {
   long n;
   int clean = 1, saw = 0;
@@ -813,21 +1109,35 @@ static void test_nomem(void) {
     test_alloc_init(&ta, n);
     srv = make_server(NULL, &ta.a, 1);
     if (srv) {
-      pomelo_server_on(srv, "connector.h.ok", 14, h_ok, NULL);
-      pomelo_server_on(srv, "connector.h.hold", 16, h_hold, NULL);
-      pomelo_server_before(srv, NULL, 0, f_stop, &(int){0});
+      pomelo_server_on(srv, "connector.h.ok", h_ok, NULL);
+      pomelo_server_on(srv, "connector.h.hold", h_hold, NULL);
+      pomelo_server_before(srv, NULL, f_stop, &(int){0});
       a = join(srv, 0);
       b = join(srv, 0);
       if (a && b) {
+        int rc;
         pomelo_session_bind(a, "ua", 2);
         pomelo_session_set(a, "k", 1, "v", 1);
         feed_msg(a, POMELO_MSG_REQUEST, 1, "connector.h.ok", "{}", 1);
-        feed_msg(a, POMELO_MSG_REQUEST, 2, "chat.h.m", "{}", 1);
+        rc = feed_msg(a, POMELO_MSG_REQUEST, 2, "chat.h.m", "{}", 1);
+        if (rc == POMELO_ERR_NOMEM) {
+          /* Only this session is closed: its client is not left waiting, the other one and
+           * the server go on. */
+          if (!pomelo_session_wants_close(a) ||
+              pomelo_session_close_reason(a) != POMELO_CLOSE_ERROR ||
+              pomelo_session_state(b) != POMELO_CONN_WORKING) {
+            clean = 0;
+            diag("allocation %ld failing: the failed feed did not close just its session", n);
+          }
+        } else if (rc != 0) {
+          clean = 0;
+          diag("allocation %ld failing: feed returned %s", n, pomelo_err_name(rc));
+        }
         feed_msg(b, POMELO_MSG_REQUEST, 3, "connector.h.hold", "{}", 1);
         if (pomelo_channel_new(srv, "c", 1, &ch) == 0) {
           pomelo_channel_add(ch, "ua", 2, pomelo_session_id(a));
           pomelo_channel_add(ch, "ub", 2, pomelo_session_id(b));
-          pomelo_channel_push(ch, "r", 1, "{}", 2);
+          pomelo_channel_push(ch, "r", "{}", 2);
         }
         drain(a, 2);
         drain(b, 2);
@@ -844,7 +1154,10 @@ static void test_nomem(void) {
       break;
     }
   }
-  ok(saw && clean, "every failing allocation over a server scenario: no crash, no leak (%ld)", n);
+  ok(saw && clean,
+     "every failing allocation over a server scenario: no crash, no leak, a failure closes "
+     "only its session (%ld)",
+     n);
 }
 
 int main(void) {
@@ -859,6 +1172,11 @@ int main(void) {
   test_timers();
   test_batching();
   test_stats_bytes();
+  test_notify_lifetime();
+  test_routes_reachable();
+  test_ready_list();
+  test_error_codes();
+  test_too_large();
   test_nomem();
   return done_testing();
 }

@@ -389,7 +389,18 @@ static void test_frame_errors(void) {
   n = cframe(f, 1, PM_WS_OP_BINARY, f + 1000, 105);
   o = after_upgrade(f, n, 100, &r, out, sizeof out, &rc);
   is_int(rc, POMELO_ERR_WS_TOO_LARGE, "message over max_body + 4");
-  is_mem(out, o, "\x88\x02\x03\xf1", 4, "closed with 1009");
+  {
+    /* Working: a KICK says why first (the browser client emits onKick), then the close 1009. */
+    static const char kick_then_close[] = "\x82\x22\x05\x00\x00\x1e{\"reason\":\"message too "
+                                          "large\"}\x88\x02\x03\xf1";
+    is_mem(out, o, kick_then_close, sizeof kick_then_close - 1,
+           "KICK {\"reason\":\"message too large\"}, then closed with 1009");
+    n = cframe(f, 1, PM_WS_OP_BINARY, "\x04\x00\x00\x65xx", 6);
+    o = after_upgrade(f, n, 100, &r, out, sizeof out, &rc);
+    is_int(rc, POMELO_ERR_PKG_TOO_LARGE, "a small message whose package claims 101 bytes");
+    is_mem(out, o, kick_then_close, sizeof kick_then_close - 1, "the same KICK, then 1009");
+    ok(r.closes, "closed");
+  }
   n = cframe(f, 1, PM_WS_OP_BINARY, "\x03\x00\x00\x00\x03\x00\x00\x00", 8);
   o = after_upgrade(f, n, 100, &r, out, sizeof out, &rc);
   is_int(rc, 0, "two heartbeats in one message are accepted (deliberately more tolerant)");

@@ -7,7 +7,8 @@
  *   - chat servers (backends, no clients of their own) that run the chat routes; a connector
  *     forwards each "chat.*" request to one of them over RPC, and the chat server pushes to the
  *     room through its channel, which is again an RPC back to the connectors.
- * Here the same three roles are three pomelo_server objects driven by one poll() loop:
+ * Here the same three roles are three pomelo_server objects driven by one epoll loop
+ * (../common/server_loop.c):
  *   gate       type "gate", listens on --host:--gate-port (TCP and WebSocket on one port);
  *   connector  type "connector", listens on --host:--port (TCP and WebSocket), heartbeat 3 s;
  *   chat       type "chat", no socket at all: the connector's on_forward hands it each chat
@@ -24,60 +25,35 @@
  * Pushes: onAdd {"route":"onAdd","user":name} and onLeave {"route":"onLeave","user":name} to the
  * others in the room, onChat {"msg":content,"from":name,"target":target}.
  *
- * Like pomelo-echo, this file owns the sockets and the clock; libpomelo owns the protocol.
+ * Like pomelo-echo, the loop owns the sockets and the clock; libpomelo owns the protocol.
+ * SIGINT or SIGTERM: every client gets a KICK "server shutting down", then the process exits.
  * SPDX-License-Identifier: MIT
  */
-#define _POSIX_C_SOURCE 200809L
-#include <errno.h>
-#include <fcntl.h>
-#include <netdb.h>
-#include <poll.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/uio.h>
-#include <time.h>
-#include <unistd.h>
 
 #include <pomelo/pomelo.h>
 
-#define MAX_CLIENTS 1024            /* over both servers; more wait in the listen backlog */
+#include "../common/server_loop.h"
+
 #define LIT(s) (s), (sizeof(s) - 1) /* a string literal and its length, as two arguments */
 
-/* A server that clients connect to: the gate or the connector. */
-typedef struct frontend {
-  const char *name; /* "gate" or "connector", for the log */
-  pomelo_server *srv;
-  int lfd;       /* the listening socket */
-  char port[16]; /* the port really bound (decimal), shown, and handed out by the gate */
-} frontend;
+/* This application's error codes (positive, so they never clash with the library's). The
+ * client sees the error body ({"code":500} unless one is given), as from the real chat. */
+enum {
+  CHAT_ERR_BAD_REQUEST = 1, /* a body without what the route needs */
+  CHAT_ERR_DUPLICATE = 2,   /* the name is taken in that room */
+  CHAT_ERR_NOT_ENTERED = 3, /* chat before entering a room */
+  CHAT_ERR_NO_TARGET = 4,   /* a private message to someone not in the room */
+  CHAT_ERR_INTERNAL = 5     /* out of memory, or another library failure */
+};
 
-static frontend gate = {.name = "gate", .lfd = -1};
-static frontend connector = {.name = "connector", .lfd = -1};
-static pomelo_server *chat;        /* the backend: no sockets, only handlers */
-static const char *public_host;    /* what queryEntry answers as the connector's host */
-static pomelo_json_writer *writer; /* builds every JSON body; one at a time, then reused */
-static volatile sig_atomic_t stop;
-
-/* Slots 0 and 1 watch the listening sockets; slot i >= 2 a client socket, the server that
- * accepted it and its session. */
-static struct pollfd pfd[2 + MAX_CLIENTS];
-static frontend *owner[2 + MAX_CLIENTS];
-static pomelo_session *sess[2 + MAX_CLIENTS];
-static nfds_t nfds = 2;
-
-static void on_signal(int sig) {
-  stop = sig;
-}
-
-/* The library wants milliseconds on a clock that never jumps. */
-static uint64_t now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
+static pomelo_server *gate, *connector; /* the frontends: clients connect to them */
+static pomelo_server *chat;             /* the backend: no sockets, only handlers */
+static char connector_port[16];         /* the port really bound, handed out by the gate */
+static const char *public_host;         /* what queryEntry answers as the connector's host */
+static pomelo_json_writer *writer;      /* builds every JSON body; one at a time, then reused */
 
 /* ---------------------------------------------------------------------------------------------
  * Small helpers
@@ -123,21 +99,27 @@ static int write_user_event(const char *route, const char *name, size_t len) {
   return rc ? rc : pomelo_json_write_end_object(writer);
 }
 
-/* Pushes what the writer holds on `route` to every member of channel `ch`. */
+/* Pushes what the writer holds on `route` to every member of channel `ch`. A member that cannot
+ * take it (a slow consumer, or no memory for it) is dropped or closed by the library's policy;
+ * the others get it. */
 static void push_written(pomelo_channel *ch, const char *route) {
   size_t len;
   const char *body = pomelo_json_writer_data(writer, &len);
-  pomelo_channel_push(ch, route, strlen(route), body, len);
+  if (pomelo_channel_push(ch, route, body, len) < 0) {
+    fprintf(stderr, "chat: cannot push %s: out of memory\n", route);
+  }
 }
 
-/* Answers `req` with what the writer holds, or with {"code":500} when writing failed. */
+/* Answers `req` with what the writer holds, or as an internal error when writing failed. An
+ * answer fails only when the client is gone (nothing to do) or for lack of memory (the library
+ * then closes that session). */
 static void respond_written(pomelo_request *req, int write_rc) {
   size_t len;
   const char *body = pomelo_json_writer_data(writer, &len);
   if (write_rc) {
-    pomelo_request_error(req, write_rc, NULL, 0);
+    (void)pomelo_request_error(req, CHAT_ERR_INTERNAL, NULL, 0);
   } else {
-    pomelo_request_respond(req, body, len);
+    (void)pomelo_request_respond(req, body, len);
   }
 }
 
@@ -168,7 +150,7 @@ static void query_entry(pomelo_request *req, void *user_data) {
   int rc;
   (void)user_data;
   if (!js_truthy(pomelo_json_get(pomelo_request_json(req), "uid"))) {
-    pomelo_request_respond(req, LIT("{\"code\":500}"));
+    (void)pomelo_request_respond(req, LIT("{\"code\":500}"));
     return;
   }
   pomelo_json_writer_reset(writer);
@@ -178,7 +160,7 @@ static void query_entry(pomelo_request *req, void *user_data) {
   rc = rc ? rc : pomelo_json_write_key(writer, LIT("host"));
   rc = rc ? rc : pomelo_json_write_string(writer, public_host, strlen(public_host));
   rc = rc ? rc : pomelo_json_write_key(writer, LIT("port"));
-  rc = rc ? rc : pomelo_json_write_int64(writer, atoi(connector.port));
+  rc = rc ? rc : pomelo_json_write_int64(writer, atoi(connector_port));
   rc = rc ? rc : pomelo_json_write_end_object(writer);
   respond_written(req, rc);
 }
@@ -205,24 +187,24 @@ static void enter(pomelo_request *req, void *user_data) {
   /* The real handler builds "undefined*undefined" from a body without them; refuse instead. A
    * '*' in the name would make the uid ambiguous. */
   if (!s || !username || !rid || memchr(username, '*', ulen)) {
-    pomelo_request_error(req, POMELO_ERR_INVALID_ARG, NULL, 0);
+    (void)pomelo_request_error(req, CHAT_ERR_BAD_REQUEST, NULL, 0);
     return;
   }
   uid = make_uid(username, ulen, rid, rlen, &uid_len);
   if (!uid) {
-    pomelo_request_error(req, POMELO_ERR_NOMEM, NULL, 0);
+    (void)pomelo_request_error(req, CHAT_ERR_INTERNAL, NULL, 0);
     return;
   }
 
   /* A second "alice" in room1, or a session that already entered (bound to another uid). */
-  if (pomelo_server_sessions_by_uid(connector.srv, uid, uid_len, NULL, 0) > 0 ||
+  if (pomelo_server_sessions_by_uid(connector, uid, uid_len, NULL, 0) > 0 ||
       pomelo_session_bind(s, uid, uid_len) != 0) {
-    pomelo_request_error(req, POMELO_ERR_EXISTS, LIT("{\"code\":500,\"error\":true}"));
+    (void)pomelo_request_error(req, CHAT_ERR_DUPLICATE, LIT("{\"code\":500,\"error\":true}"));
     free(uid);
     return;
   }
-  ch = pomelo_server_channel(connector.srv, rid, rlen);
-  rc = ch ? 0 : pomelo_channel_new(connector.srv, rid, rlen, &ch);
+  ch = pomelo_server_channel(connector, rid, rlen);
+  rc = ch ? 0 : pomelo_channel_new(connector, rid, rlen, &ch);
   rc = rc ? rc : pomelo_session_set(s, LIT("rid"), rid, rlen);
   if (rc == 0) {
     /* The others first, then the newcomer joins: it gets no onAdd about itself. */
@@ -231,13 +213,13 @@ static void enter(pomelo_request *req, void *user_data) {
     }
     rc = pomelo_channel_add(ch, uid, uid_len, pomelo_session_id(s));
   }
-  if (rc) {
-    pomelo_session_unbind(s);
-    pomelo_session_remove(s, LIT("rid"));
+  if (rc) { /* out of memory: undo what was done */
+    (void)pomelo_session_unbind(s);
+    (void)pomelo_session_remove(s, LIT("rid"));
     if (ch && pomelo_channel_count(ch) == 0) {
       pomelo_channel_destroy(ch);
     }
-    pomelo_request_error(req, rc, NULL, 0);
+    (void)pomelo_request_error(req, CHAT_ERR_INTERNAL, NULL, 0);
     free(uid);
     return;
   }
@@ -263,19 +245,22 @@ static void enter(pomelo_request *req, void *user_data) {
   respond_written(req, rc);
 }
 
-/* A connector session ended (the browser tab closed, a heartbeat timeout, ...): if it had entered
- * a room, it leaves the channel and the others get onLeave. An empty room is destroyed. */
-static void on_connector_closed(pomelo_server *srv, pomelo_session *s, int reason, void *ud) {
+/* A session is finished (the browser tab closed, a heartbeat timeout, ...; the loop calls this
+ * before it closes the socket and releases the session): a connector session that had entered a
+ * room leaves the channel and the others get onLeave. An empty room is destroyed. */
+static void on_session_done(server_loop *l, pomelo_server *srv, pomelo_session *s, void *ud) {
   size_t uid_len, rlen;
   const char *uid = pomelo_session_uid(s, &uid_len);
   const char *rid = pomelo_session_get(s, LIT("rid"), &rlen);
   pomelo_channel *ch = rid ? pomelo_server_channel(srv, rid, rlen) : NULL;
+  (void)l;
   (void)ud;
-  if (!uid || !ch || pomelo_channel_leave(ch, uid, uid_len, pomelo_session_id(s)) != 0) {
+  if (srv != connector || !uid || !ch ||
+      pomelo_channel_leave(ch, uid, uid_len, pomelo_session_id(s)) != 0) {
     return;
   }
   fprintf(stderr, "connector: %.*s left %.*s (%s)\n", (int)name_len(uid, uid_len), uid, (int)rlen,
-          rid, pomelo_close_reason_name(reason));
+          rid, pomelo_close_reason_name(pomelo_session_close_reason(s)));
   if (pomelo_channel_count(ch) == 0) {
     pomelo_channel_destroy(ch);
   } else if (write_user_event("onLeave", uid, name_len(uid, uid_len)) == 0) {
@@ -298,7 +283,7 @@ typedef struct pending {
  * is still there (pomelo_server_respond returns POMELO_ERR_NOT_FOUND otherwise). */
 static void forward_reply(const char *body, size_t len, void *arg) {
   pending *p = arg;
-  pomelo_server_respond(connector.srv, p->sid, p->id, body, len);
+  (void)pomelo_server_respond(connector, p->sid, p->id, body, len); /* NOT_FOUND: it left */
   free(p);
 }
 
@@ -311,7 +296,10 @@ static void on_forward(pomelo_server *srv, pomelo_session *s, const char *sessio
   (void)ud;
   if (msg->route_len > 5 && memcmp(msg->route, "chat.", 5) == 0) {
     if (msg->type == POMELO_MSG_NOTIFY) { /* a notify is never answered: nothing to remember */
-      pomelo_server_dispatch(chat, session_json, session_json_len, msg, forward_reply, NULL);
+      if (pomelo_server_dispatch(chat, session_json, session_json_len, msg, forward_reply, NULL) !=
+          0) {
+        fprintf(stderr, "connector: a notify could not be dispatched\n");
+      }
       return;
     }
     p = malloc(sizeof *p);
@@ -327,7 +315,7 @@ static void on_forward(pomelo_server *srv, pomelo_session *s, const char *sessio
   }
   /* A server type nobody runs here (or no memory): the real server answers {"code":500}. */
   if (msg->type == POMELO_MSG_REQUEST) {
-    pomelo_server_respond(srv, pomelo_session_id(s), msg->id, LIT("{\"code\":500}"));
+    (void)pomelo_server_respond(srv, pomelo_session_id(s), msg->id, LIT("{\"code\":500}"));
   }
 }
 
@@ -366,13 +354,17 @@ static void send_chat(pomelo_request *req, void *user_data) {
   const char *rid = s ? pomelo_session_get(s, LIT("rid"), &rlen) : NULL;
   const char *target = body_string(req, "target", &tlen);
   const pomelo_json_value *content = pomelo_json_get(pomelo_request_json(req), "content");
-  pomelo_channel *ch = rid ? pomelo_server_channel(connector.srv, rid, rlen) : NULL;
+  pomelo_channel *ch = rid ? pomelo_server_channel(connector, rid, rlen) : NULL;
   size_t body_len;
   const char *body;
   int rc;
   (void)user_data;
-  if (!uid || !ch || !target || !content) { /* not entered yet, or a malformed body */
-    pomelo_request_error(req, POMELO_ERR_INVALID_ARG, NULL, 0);
+  if (!uid || !ch) {
+    (void)pomelo_request_error(req, CHAT_ERR_NOT_ENTERED, NULL, 0);
+    return;
+  }
+  if (!target || !content) {
+    (void)pomelo_request_error(req, CHAT_ERR_BAD_REQUEST, NULL, 0);
     return;
   }
   pomelo_json_writer_reset(writer);
@@ -385,12 +377,15 @@ static void send_chat(pomelo_request *req, void *user_data) {
   rc = rc ? rc : pomelo_json_write_string(writer, target, tlen);
   rc = rc ? rc : pomelo_json_write_end_object(writer);
   if (rc) {
-    pomelo_request_error(req, rc, NULL, 0);
+    (void)pomelo_request_error(req, CHAT_ERR_INTERNAL, NULL, 0);
     return;
   }
   body = pomelo_json_writer_data(writer, &body_len);
   if (tlen == 1 && target[0] == '*') {
-    pomelo_channel_push(ch, LIT("onChat"), body, body_len);
+    if (pomelo_channel_push(ch, "onChat", body, body_len) < 0) {
+      (void)pomelo_request_error(req, CHAT_ERR_INTERNAL, NULL, 0);
+      return;
+    }
   } else {
     /* The target's uid in this room; someone who is not in it is an error (the real handler
      * fails on the missing channel member). */
@@ -398,23 +393,27 @@ static void send_chat(pomelo_request *req, void *user_data) {
     char *tuid = make_uid(target, tlen, rid, rlen, &tuid_len);
     const char *uids[1];
     if (!tuid) {
-      pomelo_request_error(req, POMELO_ERR_NOMEM, NULL, 0);
+      (void)pomelo_request_error(req, CHAT_ERR_INTERNAL, NULL, 0);
       return;
     }
     if (!channel_has(ch, tuid, tuid_len)) {
       free(tuid);
-      pomelo_request_error(req, POMELO_ERR_NOT_FOUND, NULL, 0);
+      (void)pomelo_request_error(req, CHAT_ERR_NO_TARGET, NULL, 0);
       return;
     }
     uids[0] = tuid;
-    pomelo_server_push_uids(connector.srv, uids, &tuid_len, 1, LIT("onChat"), body, body_len);
+    rc = pomelo_server_push_uids(connector, uids, &tuid_len, 1, "onChat", body, body_len);
     free(tuid);
+    if (rc < 0) {
+      (void)pomelo_request_error(req, CHAT_ERR_INTERNAL, NULL, 0);
+      return;
+    }
   }
-  pomelo_request_respond(req, NULL, 0); /* {} */
+  (void)pomelo_request_respond(req, NULL, 0); /* {} */
 }
 
 /* ---------------------------------------------------------------------------------------------
- * Sockets and the loop
+ * Start-up
  * ------------------------------------------------------------------------------------------- */
 
 /* Creates a server with its id, type, heartbeat interval (0: none) and callbacks. */
@@ -428,65 +427,43 @@ static int make_server(pomelo_server **out, const char *id, const char *type, ui
   return pomelo_server_new(out, &st, cb, NULL, NULL);
 }
 
-/* Opens the listening socket of `fe` on host:port and records the port really bound. */
-static int listen_on(frontend *fe, const char *host, const char *port) {
-  struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE}, *ai;
-  struct sockaddr_storage sa;
-  socklen_t salen = sizeof sa;
-  int one = 1;
-  if (getaddrinfo(host, port, &hints, &ai) != 0) {
+/* The servers, their handlers and the loop; prints what went wrong. */
+static int start(server_loop **loop, const char *host, const char *gate_port, const char *conn_port,
+                 char *gate_bound, size_t gate_bound_len) {
+  pomelo_server_callbacks conn_cb = {0};
+  server_loop_callbacks loop_cb = {0};
+  int rc;
+  conn_cb.on_forward = on_forward; /* chat routes go to the backend */
+  loop_cb.on_session_done = on_session_done;
+  rc = pomelo_json_writer_new(&writer, NULL, 0);
+  rc = rc ? rc : make_server(&gate, "gate-server-1", "gate", 0, NULL);
+  rc = rc ? rc : make_server(&connector, "connector-server-1", "connector", 3000, &conn_cb);
+  rc = rc ? rc : make_server(&chat, "chat-server-1", "chat", 0, NULL);
+  rc = rc ? rc : pomelo_server_on(gate, "gate.gateHandler.queryEntry", query_entry, NULL);
+  rc = rc ? rc : pomelo_server_on(connector, "connector.entryHandler.enter", enter, NULL);
+  rc = rc ? rc : pomelo_server_on(chat, "chat.chatHandler.send", send_chat, NULL);
+  if (rc) {
+    fprintf(stderr, "pomelo-chat: %s\n", pomelo_strerror(rc));
     return -1;
   }
-  fe->lfd = socket(ai->ai_family, SOCK_STREAM, 0);
-  if (fe->lfd < 0 || setsockopt(fe->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
-      bind(fe->lfd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fe->lfd, 128) != 0 ||
-      fcntl(fe->lfd, F_SETFL, O_NONBLOCK) != 0 ||
-      getsockname(fe->lfd, (struct sockaddr *)&sa, &salen) != 0 ||
-      getnameinfo((struct sockaddr *)&sa, salen, NULL, 0, fe->port, sizeof fe->port,
-                  NI_NUMERICSERV) != 0) {
-    freeaddrinfo(ai);
+  rc = server_loop_new(loop, &loop_cb, NULL);
+  rc = rc ? rc : server_loop_add(*loop, gate, host, gate_port, gate_bound, gate_bound_len);
+  rc = rc ? rc
+          : server_loop_add(*loop, connector, host, conn_port, connector_port,
+                            sizeof connector_port);
+  if (rc) {
+    fprintf(stderr, "pomelo-chat: cannot listen on %s:%s and %s:%s: %s\n", host, gate_port, host,
+            conn_port, strerror(rc));
     return -1;
   }
-  freeaddrinfo(ai);
   return 0;
-}
-
-/* Writes as much of a session's queued output as its socket takes (it is non-blocking). */
-static void flush(int fd, pomelo_session *s, uint64_t now) {
-  struct iovec iov[16];
-  int n;
-  while ((n = pomelo_session_out_iov(s, iov, 16)) > 0) {
-    ssize_t w = writev(fd, iov, n);
-    if (w < 0) {
-      if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-        pomelo_session_peer_closed(s); /* the socket is dead: drop the rest */
-      }
-      return;
-    }
-    pomelo_session_out_consume(s, (size_t)w, now);
-  }
-}
-
-/* Accepts one client on `fe` into the next free slot. */
-static void accept_client(frontend *fe, uint64_t now) {
-  int fd = accept(fe->lfd, NULL, NULL);
-  if (fd < 0) {
-    return;
-  }
-  if (nfds >= 2 + MAX_CLIENTS || fcntl(fd, F_SETFL, O_NONBLOCK) != 0 ||
-      pomelo_server_accept(fe->srv, now, NULL, &sess[nfds]) != 0) {
-    close(fd);
-    return;
-  }
-  pfd[nfds].fd = fd;
-  owner[nfds++] = fe;
 }
 
 int main(int argc, char **argv) {
   const char *host = "127.0.0.1", *gate_port = "3014", *conn_port = "3050";
-  pomelo_server_callbacks gate_cb = {0}, conn_cb = {0}, chat_cb = {0};
-  frontend *fronts[2] = {&gate, &connector};
-  int i;
+  server_loop *loop = NULL;
+  char gate_bound[16];
+  int i, sig = 0, status = 1;
 
   for (i = 1; i + 1 < argc; i += 2) {
     if (strcmp(argv[i], "--host") == 0) {
@@ -504,101 +481,22 @@ int main(int argc, char **argv) {
     return 2;
   }
   public_host = host;
-
-  /* The three servers. The connector forwards chat routes and tells us when sessions end. */
-  conn_cb.on_forward = on_forward;
-  conn_cb.on_session_closed = on_connector_closed;
-  if (pomelo_json_writer_new(&writer, NULL, 0) != 0 ||
-      make_server(&gate.srv, "gate-server-1", "gate", 0, &gate_cb) != 0 ||
-      make_server(&connector.srv, "connector-server-1", "connector", 3000, &conn_cb) != 0 ||
-      make_server(&chat, "chat-server-1", "chat", 0, &chat_cb) != 0 ||
-      pomelo_server_on(gate.srv, LIT("gate.gateHandler.queryEntry"), query_entry, NULL) != 0 ||
-      pomelo_server_on(connector.srv, LIT("connector.entryHandler.enter"), enter, NULL) != 0 ||
-      pomelo_server_on(chat, LIT("chat.chatHandler.send"), send_chat, NULL) != 0) {
-    fprintf(stderr, "pomelo-chat: out of memory\n");
-    return 1;
-  }
-  if (listen_on(&gate, host, gate_port) != 0 || listen_on(&connector, host, conn_port) != 0) {
-    fprintf(stderr, "pomelo-chat: cannot listen on %s:%s and %s:%s\n", host, gate_port, host,
-            conn_port);
-    return 1;
-  }
-  signal(SIGPIPE, SIG_IGN); /* writing to a closed socket: EPIPE rather than death */
-  signal(SIGINT, on_signal);
-  signal(SIGTERM, on_signal);
-  printf("gate on %s:%s, connector on %s:%s\n", host, gate.port, host, connector.port);
-  fflush(stdout); /* tests and tools/demo.sh wait for this line */
-
-  pfd[0].fd = gate.lfd;
-  pfd[1].fd = connector.lfd;
-  owner[0] = &gate;
-  owner[1] = &connector;
-  while (!stop) {
-    /* One deadline per server covers all of its sessions (heartbeats, timeouts). */
-    uint64_t now = now_ms(), next = now + 60000;
-    int f;
-    for (f = 0; f < 2; f++) {
-      uint64_t e = pomelo_server_expiry(fronts[f]->srv);
-      next = e < next ? e : next;
-      pfd[f].events = nfds < 2 + MAX_CLIENTS ? POLLIN : 0;
-    }
-    for (i = 2; i < (int)nfds; i++) { /* ask for writability only while output is queued */
-      pfd[i].events = POLLIN | (pomelo_session_out_len(sess[i]) ? POLLOUT : 0);
-    }
-    if (poll(pfd, nfds, next > now ? (int)(next - now) : 0) < 0) {
-      continue; /* EINTR: a signal; the loop condition checks `stop` */
-    }
-    now = now_ms();
-
-    /* 1. Input. A request may push to any session (a chat message to the whole room). */
-    for (i = 2; i < (int)nfds; i++) {
-      if (pfd[i].revents & (POLLIN | POLLHUP | POLLERR)) {
-        static uint8_t buf[65536];
-        ssize_t n = read(pfd[i].fd, buf, sizeof buf);
-        if (n > 0) {
-          pomelo_session_feed(sess[i], buf, (size_t)n, now); /* runs the handlers */
-        } else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
-          pomelo_session_peer_closed(sess[i]); /* end of file or a dead socket */
-        }
-      }
-    }
-    /* 2. Timers. */
-    for (f = 0; f < 2; f++) {
-      if (pomelo_server_expiry(fronts[f]->srv) <= now) {
-        pomelo_server_handle_expiry(fronts[f]->srv, now);
-      }
-    }
-    /* 3. Output, to every session (pushes reach sessions that sent nothing), and closes: the
-     * library says when. Backwards, so that removing a client (the last one takes its slot)
-     * skips nobody. Releasing a session may push onLeave to others: a session already passed
-     * here is written on the next turn, at once since poll() then sees it writable. */
-    for (i = (int)nfds - 1; i >= 2; i--) {
-      flush(pfd[i].fd, sess[i], now);
-      if (pomelo_session_wants_close(sess[i])) {
-        close(pfd[i].fd);
-        pomelo_server_release(owner[i]->srv, sess[i]);
-        nfds--;
-        pfd[i] = pfd[nfds];
-        owner[i] = owner[nfds];
-        sess[i] = sess[nfds];
-      }
-    }
-    /* 4. New clients. */
-    for (f = 0; f < 2; f++) {
-      if (pfd[f].revents & POLLIN) {
-        accept_client(fronts[f], now);
-      }
+  if (start(&loop, host, gate_port, conn_port, gate_bound, sizeof gate_bound) == 0) {
+    printf("gate on %s:%s, connector on %s:%s\n", host, gate_bound, host, connector_port);
+    fflush(stdout); /* tests and tools/demo.sh wait for this line */
+    sig = server_loop_run(loop, "server shutting down", 5000);
+    status = sig < 0 ? 1 : 0;
+    if (sig < 0) {
+      perror("pomelo-chat: epoll_wait");
     }
   }
-
-  /* SIGINT or SIGTERM: close every socket and free everything. */
-  for (i = 0; i < (int)nfds; i++) {
-    close(pfd[i].fd);
-  }
-  pomelo_server_del(gate.srv); /* frees its sessions too */
-  pomelo_server_del(connector.srv);
+  server_loop_del(loop); /* closes every socket; the servers go after it */
+  pomelo_server_del(gate);
+  pomelo_server_del(connector);
   pomelo_server_del(chat);
   pomelo_json_writer_del(writer);
-  fprintf(stderr, "pomelo-chat: stopped by signal %d\n", (int)stop);
-  return 0;
+  if (status == 0) {
+    fprintf(stderr, "pomelo-chat: stopped by signal %d\n", sig);
+  }
+  return status;
 }

@@ -163,7 +163,6 @@ static void do_read(loop *l) {
   static uint8_t buf[LOOP_READ_BUF];
   while (l->fd >= 0 && !pomelo_client_wants_close(l->cl)) {
     ssize_t n = read(l->fd, buf, sizeof buf);
-    int rc;
     if (n < 0 && errno == EINTR) {
       continue;
     }
@@ -174,11 +173,9 @@ static void do_read(loop *l) {
       pomelo_client_peer_closed(l->cl, loop_now_ms()); /* end of file or an error */
       return;
     }
-    rc = pomelo_client_feed(l->cl, buf, (size_t)n, loop_now_ms());
-    if (pomelo_err_is_fatal(rc)) {
-      l->fatal = rc;
-      return;
-    }
+    /* An error here broke the connection: the client reports it (on_disconnect) and
+     * pomelo_client_wants_close() is then true. */
+    (void)pomelo_client_feed(l->cl, buf, (size_t)n, loop_now_ms());
     if ((size_t)n < sizeof buf) {
       return;
     }
@@ -192,9 +189,6 @@ int loop_run(loop *l, uint64_t deadline, int (*done)(void *arg), void *arg) {
     uint64_t now, next;
     int wait, n, sock = -1, watch = -1;
 
-    if (l->fatal) {
-      return LOOP_ERROR;
-    }
     if (done && done(arg)) {
       return LOOP_DONE;
     }
@@ -206,10 +200,7 @@ int loop_run(loop *l, uint64_t deadline, int (*done)(void *arg), void *arg) {
     now = loop_now_ms();
     next = pomelo_client_expiry(l->cl);
     if (next <= now) {
-      int rc = pomelo_client_handle_expiry(l->cl, now);
-      if (pomelo_err_is_fatal(rc)) {
-        l->fatal = rc;
-      }
+      (void)pomelo_client_handle_expiry(l->cl, now); /* a failure closes the connection */
       continue;
     }
     if (now >= deadline) {
@@ -239,6 +230,7 @@ int loop_run(loop *l, uint64_t deadline, int (*done)(void *arg), void *arg) {
       continue;
     }
     if (n < 0) {
+      l->error = errno;
       return LOOP_ERROR;
     }
     if (sock >= 0 && (p[sock].revents & (POLLIN | POLLHUP | POLLERR))) {

@@ -20,12 +20,12 @@ typedef struct loop {
   pomelo_client *cl;
   int fd;       /**< the socket, or -1 (closed by loop_run when the client wants it closed) */
   int watch_fd; /**< another fd to watch for input (stdin, say), or -1 */
-  int fatal;    /**< a fatal library error met by loop_run (the client must be deleted) */
+  int error;    /**< the errno of a failed poll() when loop_run returned LOOP_ERROR */
 } loop;
 
 /** What loop_run stopped on. */
 enum {
-  LOOP_ERROR = -1,   /**< a fatal library error (in `fatal`) */
+  LOOP_ERROR = -1,   /**< poll() failed (errno in `error`) */
   LOOP_DEADLINE = 0, /**< the deadline passed */
   LOOP_DONE = 1,     /**< done() returned non-zero */
   LOOP_WATCH = 2     /**< watch_fd is readable (or at end of file) */

@@ -123,7 +123,7 @@ POMELO_API void *pomelo_client_user_data(const pomelo_client *client);
  * with sys.dictVersion when a dictionary is cached. Any previous connection is dropped (its
  * waiting requests fail with POMELO_ERR_CLOSED, with no on_disconnect). May be called from a
  * callback. Errors: POMELO_ERR_NOMEM (nothing changed), POMELO_ERR_STATE (from a callback
- * run by pomelo_client_del), or an earlier fatal error. */
+ * run by pomelo_client_del). */
 POMELO_API int pomelo_client_connect(pomelo_client *client, uint64_t now);
 
 /** Closes the connection on purpose: no reconnect (a planned one is cancelled); on_disconnect
@@ -135,9 +135,10 @@ POMELO_API void pomelo_client_disconnect(pomelo_client *client);
 /** The current state. */
 POMELO_API pomelo_client_state pomelo_client_get_state(const pomelo_client *client);
 
-/** Feeds received bytes (ignored when no connection is open). Returns 0, or the codec error that
- * broke the connection (it is then lost, and a reconnect is planned per the policy), or a fatal
- * error. */
+/** Feeds received bytes (ignored when no connection is open). Returns 0, or the error that
+ * broke the connection (see pomelo_conn_feed; POMELO_ERR_NOMEM closes it with
+ * POMELO_CLOSE_ERROR): it is then lost, on_disconnect runs and a reconnect is planned per the
+ * policy. The client itself stays usable. */
 POMELO_API int pomelo_client_feed(pomelo_client *client, const uint8_t *data, size_t len,
                                   uint64_t now);
 
@@ -160,29 +161,33 @@ POMELO_API void pomelo_client_peer_closed(pomelo_client *client, uint64_t now);
 POMELO_API uint64_t pomelo_client_expiry(const pomelo_client *client);
 
 /** Runs what is due at `now`: heartbeats, request timeouts, connection timeouts, on_reconnect.
- * Returns 0 or a fatal error. */
+ * Returns 0, or POMELO_ERR_NOMEM when a heartbeat could not be queued (the connection is then
+ * lost with POMELO_CLOSE_ERROR, as by pomelo_client_feed). */
 POMELO_API int pomelo_client_handle_expiry(pomelo_client *client, uint64_t now);
 
-/** Sends a request (CONNECTED only). The route is compressed when the server's dictionary has
- * it. `timeout_ms` 0 uses the settings' default. `cb` (may be NULL) is called exactly once,
- * later, never from inside this call. Ids run 1..2^31-1, wrap, skip 0 and ids still waiting.
+/** Sends a request (CONNECTED only) on `route`, NUL-terminated. The route is compressed when
+ * the server's dictionary has it. `timeout_ms` 0 uses the settings' default. `cb` (may be NULL) is
+ * called exactly once, later, never from inside this call. Ids run 1..2^31-1, wrap, skip 0 and ids
+ * still waiting.
  * `*id_out` (if not NULL) receives the id. Errors (nothing is sent, `cb` is never called):
- * POMELO_ERR_INVALID_ARG (a NULL route or body with a length), POMELO_ERR_STATE (not
+ * POMELO_ERR_INVALID_ARG (a NULL route, or a NULL body with a length), POMELO_ERR_STATE (not
  * connected), the codec's errors (POMELO_ERR_ROUTE_TOO_LONG, POMELO_ERR_PKG_TOO_LARGE, ...),
- * POMELO_ERR_LIMIT (2^31-1 requests waiting), POMELO_ERR_NOMEM. */
-POMELO_API int pomelo_client_request(pomelo_client *client, const char *route, size_t route_len,
-                                     const uint8_t *body, size_t body_len, uint32_t timeout_ms,
-                                     pomelo_response_cb cb, void *req_data, uint64_t now,
-                                     uint32_t *id_out);
+ * POMELO_ERR_LIMIT (2^31-1 requests waiting), POMELO_ERR_NOMEM (nothing sent; the client stays
+ * usable). */
+POMELO_API int pomelo_client_request(pomelo_client *client, const char *route, const uint8_t *body,
+                                     size_t body_len, uint32_t timeout_ms, pomelo_response_cb cb,
+                                     void *req_data, uint64_t now, uint32_t *id_out);
 
-/** Sends a notify (CONNECTED only; never answered). Errors as pomelo_client_request. */
-POMELO_API int pomelo_client_notify(pomelo_client *client, const char *route, size_t route_len,
-                                    const uint8_t *body, size_t body_len);
+/** Sends a notify on `route` (NUL-terminated; CONNECTED only; never answered). Errors as
+ * pomelo_client_request. */
+POMELO_API int pomelo_client_notify(pomelo_client *client, const char *route, const uint8_t *body,
+                                    size_t body_len);
 
-/** Registers `cb` for pushes on `route` (replacing an earlier one; NULL removes it). The route
- * is copied. Errors: POMELO_ERR_INVALID_ARG, POMELO_ERR_NOMEM. */
-POMELO_API int pomelo_client_on(pomelo_client *client, const char *route, size_t route_len,
-                                pomelo_push_cb cb, void *user_data);
+/** Registers `cb` for pushes on `route` (NUL-terminated; "" for the empty route; replacing an
+ * earlier one; `cb` NULL removes it). The route is copied. Errors: POMELO_ERR_INVALID_ARG (route
+ * NULL), POMELO_ERR_NOMEM. */
+POMELO_API int pomelo_client_on(pomelo_client *client, const char *route, pomelo_push_cb cb,
+                                void *user_data);
 
 /** The number of requests waiting for a response. */
 POMELO_API size_t pomelo_client_pending(const pomelo_client *client);

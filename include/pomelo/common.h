@@ -37,12 +37,23 @@ extern "C" {
  * negative codes below on failure. The list is one table; pomelo_strerror() and
  * pomelo_err_name() are generated from it.
  *
- * Codes at or below POMELO_ERR_FATAL (-500) are fatal for the object that returned them: after
- * one, the object's state is undefined and only its _del function may be called. All other codes
- * leave the object usable; each function's comment says what happens to the object.
+ * Codes at or below POMELO_ERR_FATAL (-500) say that the library itself failed (out of memory,
+ * an internal error), not the peer or the caller. They never make a whole object unusable:
+ *   - a call that processes one connection's input or timers (pomelo_conn_feed,
+ *     pomelo_session_feed, pomelo_conn_handle_expiry, ...) closes that connection (state
+ *     CLOSED, reason POMELO_CLOSE_ERROR); the server or client holding it and every other
+ *     connection go on;
+ *   - a call that could not queue output for a server session closes that session the same way
+ *     (its client never silently misses a message);
+ *   - any other call did nothing, and may be retried.
+ * All other codes leave the object as the function's comment says.
  *
  * Ranges: -1..-19 general, -20..-39 codec, -40..-59 JSON, -60..-79 transport, -80..-99
  * connection, -100..-119 server, -120..-139 client, -500 and below fatal.
+ *
+ * Application error codes are positive: the library never uses a positive error code, so an
+ * application passes its own (1, 2, ...) through pomelo_request_error, filters and on_error,
+ * beside the library's negative ones, without clashes (pomelo_err_is_app).
  * ------------------------------------------------------------------------------------------- */
 
 #define POMELO_ERROR_LIST(X)                                                                       \
@@ -75,9 +86,11 @@ extern "C" {
   X(ERR_WS_PROTOCOL, -63, "WebSocket protocol error")                                              \
   X(ERR_WS_UTF8, -64, "invalid UTF-8 in a WebSocket text message")                                 \
   X(ERR_WS_TOO_LARGE, -65, "WebSocket message larger than the limit")                              \
+  X(ERR_ROUTE, -100, "route is not serverType.handler.method")                                     \
+  X(ERR_ROUTE_TYPE, -101, "route of another server type")                                          \
+  X(ERR_NO_HANDLER, -102, "no handler for the route")                                              \
   X(ERR_FATAL, -500, "fatal error")                                                                \
   X(ERR_NOMEM, -501, "out of memory")                                                              \
-  X(ERR_CALLBACK, -502, "a user callback failed")                                                  \
   X(ERR_INTERNAL, -503, "internal error")
 
 /** The library's error codes (see POMELO_ERROR_LIST). */
@@ -89,7 +102,7 @@ typedef enum pomelo_error {
 } pomelo_error;
 
 /** Returns a short English description of `code` (a static string, never NULL; unknown codes
- * give "unknown error"). Thread-safe. */
+ * give "unknown error", application codes "application error"). Thread-safe. */
 POMELO_API const char *pomelo_strerror(int code);
 
 /** Returns the enum name of `code` without its prefix, e.g. "ERR_NOMEM" for POMELO_ERR_NOMEM
@@ -98,6 +111,9 @@ POMELO_API const char *pomelo_err_name(int code);
 
 /** Returns 1 if `code` is in the fatal range (at or below POMELO_ERR_FATAL), else 0. */
 POMELO_API int pomelo_err_is_fatal(int code);
+
+/** Returns 1 if `code` is an application error code (positive), else 0. */
+POMELO_API int pomelo_err_is_app(int code);
 
 /* ---------------------------------------------------------------------------------------------
  * Allocator

@@ -72,7 +72,9 @@ typedef enum pomelo_close_reason {
   POMELO_CLOSE_LOCAL = 9,             /**< the application closed it (pomelo_conn_close) */
   POMELO_CLOSE_SLOW_CONSUMER = 10,    /**< the output queue passed its limit */
   POMELO_CLOSE_RATE_LIMIT = 11,       /**< too many requests */
-  POMELO_CLOSE_MAX_CONNECTIONS = 12   /**< refused: the server is full */
+  POMELO_CLOSE_MAX_CONNECTIONS = 12,  /**< refused: the server is full */
+  POMELO_CLOSE_ERROR = 13,            /**< the library failed for this connection (out of memory) */
+  POMELO_CLOSE_TOO_LARGE = 14         /**< the peer sent a package or message over max_body */
 } pomelo_close_reason;
 
 /** Returns a lower-case name for a close reason ("heartbeat_timeout", ...), "unknown" for any
@@ -193,10 +195,18 @@ POMELO_API void pomelo_conn_del(pomelo_conn *conn);
 POMELO_API void *pomelo_conn_user_data(const pomelo_conn *conn);
 
 /** Feeds `len` received bytes (borrowed for the call). Processes every complete package,
- * running callbacks. Returns 0; or, when the bytes broke the protocol, the codec error
- * (POMELO_ERR_PKG_TYPE, POMELO_ERR_PKG_TOO_LARGE, ...) after the connection moved to CLOSED with
- * POMELO_CLOSE_PROTOCOL_ERROR; or a fatal error (POMELO_ERR_NOMEM). Bytes fed to a closing or
- * closed connection are ignored. */
+ * running callbacks. Returns 0; or, when the bytes broke the protocol, the error, after which
+ * the connection is closing or closed:
+ * - POMELO_ERR_PKG_TOO_LARGE or POMELO_ERR_WS_TOO_LARGE: a package (or WebSocket message) over
+ *   max_body. Server role in the WORKING state: a KICK {"reason":"message too large"} is sent
+ *   (over WebSocket followed by a close frame 1009), then the connection closes after the
+ *   flush; before the handshake is done it closes at once (WebSocket: close frame 1009). Reason
+ *   POMELO_CLOSE_TOO_LARGE either way.
+ * - other codec, transport or HTTP errors (POMELO_ERR_PKG_TYPE, POMELO_ERR_WS_PROTOCOL, ...):
+ *   POMELO_CLOSE_PROTOCOL_ERROR (an HTTP error answer or a WebSocket close frame is flushed
+ *   first when the transport has one).
+ * - POMELO_ERR_NOMEM: the connection is CLOSED with POMELO_CLOSE_ERROR.
+ * Bytes fed to a closing or closed connection are ignored. */
 POMELO_API int pomelo_conn_feed(pomelo_conn *conn, const uint8_t *data, size_t len, uint64_t now);
 
 /** The current state. */
@@ -220,7 +230,8 @@ POMELO_API void pomelo_conn_peer_closed(pomelo_conn *conn);
 POMELO_API uint64_t pomelo_conn_expiry(const pomelo_conn *conn);
 
 /** Runs the timers due at `now`: sends heartbeats (client), closes on timeouts. Calling it early
- * is harmless. Returns 0 or a fatal error. */
+ * is harmless. Returns 0, or POMELO_ERR_NOMEM after which the connection is CLOSED with
+ * POMELO_CLOSE_ERROR. */
 POMELO_API int pomelo_conn_handle_expiry(pomelo_conn *conn, uint64_t now);
 
 /** Fills up to `max` iovecs with the queued output, in order, and returns how many it filled
@@ -257,11 +268,13 @@ POMELO_API int pomelo_conn_handshake_reply(pomelo_conn *conn, int code, const ch
                                            size_t user_json_len);
 
 /** Server: kicks the client. In the WORKING state a KICK package {"reason":reason} is queued
- * first (when `reason` is not NULL; an empty reason still sends one), as the real server does;
- * then the connection closes once its output is flushed, with POMELO_CLOSE_KICKED. Errors:
- * POMELO_ERR_STATE (already closing or closed), POMELO_ERR_INVALID_ARG (a client-role
- * connection, or a reason that is not UTF-8), POMELO_ERR_NOMEM. */
-POMELO_API int pomelo_conn_kick(pomelo_conn *conn, const char *reason, size_t reason_len);
+ * first (when `reason`, a NUL-terminated string, is not NULL; an empty reason still sends one),
+ * as the real server does; then the connection closes once its output is flushed, with
+ * POMELO_CLOSE_KICKED. Errors: POMELO_ERR_STATE (already closing or closed),
+ * POMELO_ERR_INVALID_ARG (a client-role connection, or a reason that is not UTF-8; nothing
+ * happened), POMELO_ERR_NOMEM (the KICK could not be queued: the connection is CLOSED with
+ * POMELO_CLOSE_ERROR). */
+POMELO_API int pomelo_conn_kick(pomelo_conn *conn, const char *reason);
 
 /** Closes the connection: queued output is still flushed, no new input is processed, and the
  * connection becomes CLOSED with `reason` (a pomelo_close_reason, e.g. POMELO_CLOSE_LOCAL or

@@ -1,25 +1,37 @@
 /* libpomelo: the server (a Pomelo frontend): sessions, route dispatch, filters, forwarding,
  * channels, encode-once pushes, limits and statistics (spec section 8).
  *
- * A server holds the connections it accepted as sessions; the sockets stay the caller's:
+ * A server holds the connections it accepted as sessions; the sockets stay the caller's. The
+ * server keeps a ready list: the sessions that have new output to write or that want their
+ * socket closed. The loop drains it after every call into the server, so a wake-up costs
+ * nothing for the sessions that have nothing to do:
  *
  *   accept()        -> pomelo_server_accept(srv, now, my_socket, &session)
  *   readable        -> pomelo_session_feed(session, bytes, n, now)
  *   writable        -> pomelo_session_out_iov / writev / pomelo_session_out_consume
- *   on_output       -> arm write interest for that session's socket
  *   timer           -> pomelo_server_expiry(srv) is the next deadline over ALL sessions;
  *                      pomelo_server_handle_expiry(srv, now) when it passes
- *   after each call -> for a session with pomelo_session_wants_close(): close its socket, then
- *                      pomelo_server_release(srv, session)
- *   socket died     -> pomelo_session_peer_closed(session), close, pomelo_server_release
+ *   socket died     -> pomelo_session_peer_closed(session)
+ *   after each call -> while ((s = pomelo_server_next_ready(srv, &what))):
+ *                        POMELO_READY_WRITE: write its output (until EAGAIN)
+ *                        POMELO_READY_CLOSE: clean up, close its socket,
+ *                                            pomelo_server_release(srv, s)
  *
- * Handlers are registered by route ("connector.entryHandler.enter"); each request reaches its
- * handler with a pomelo_request handle, answered at once or later. Routes of other server types
- * go to the forward hook, so a connector can hand work to backend processes over any bus.
+ * Callbacks run only inside the call that caused them (feed, handle_expiry, a push, ...), never
+ * inside pomelo_session_peer_closed, pomelo_server_release, pomelo_server_next_ready or
+ * pomelo_server_del. Handlers are registered by route ("connector.entryHandler.enter") of this
+ * server's type; each request reaches its handler with a pomelo_request handle, answered at once
+ * or later. Routes of other server types go to the forward hook, so a connector can hand work
+ * to backend processes over any bus.
+ *
+ * Strings: routes and kick reasons, which a program writes as literals, are NUL-terminated;
+ * uids, channel names, session settings and bodies, which may come from a peer (and may hold
+ * NUL bytes), are a pointer and a length.
  *
  * One server and everything made from it is used by one thread at a time. Callbacks may call
- * any function of the server except pomelo_server_del, and may release sessions only from
- * outside the callback.
+ * any function of the server except pomelo_server_del and pomelo_server_release.
+ * docs/getting-started.md walks through a whole server; docs/server.md lists every handle's
+ * lifetime.
  * SPDX-License-Identifier: MIT
  */
 #ifndef POMELO_SERVER_H
@@ -90,8 +102,10 @@ POMELO_API void pomelo_server_settings_default(pomelo_server_settings *s);
 
 /** Server callbacks; each may be NULL and receives the server's user_data last. */
 typedef struct pomelo_server_callbacks {
-  /** A session's output became ready to write (arm write interest for its socket). */
-  void (*on_output)(pomelo_server *srv, pomelo_session *s, void *user_data);
+  /** The ready list went from empty to non-empty. Only for loops that drain the list once per
+   * iteration rather than after every call (libevent's event_active, say): it runs inside
+   * library calls, in the middle of a push even, so it should only note that a drain is due. */
+  void (*on_ready_list)(pomelo_server *srv, void *user_data);
   /** Like pomelo_conn_callbacks.check_client: return 0 to refuse the handshake with 501. */
   int (*check_client)(pomelo_server *srv, pomelo_session *s, const char *type, size_t type_len,
                       const char *version, size_t version_len, void *user_data);
@@ -101,20 +115,16 @@ typedef struct pomelo_server_callbacks {
                        void *user_data);
   /** The session's handshake completed (ACK received). */
   void (*on_session_ready)(pomelo_server *srv, pomelo_session *s, void *user_data);
-  /** The session stopped working (a pomelo_close_reason). Called once per session, before it
-   * can be released; bound uids and channel memberships are still there. A session closed by
-   * the slow-consumer policy during a push to many sessions is reported when that push returns,
-   * so this callback may leave or destroy the channel being pushed to. */
-  void (*on_session_closed)(pomelo_server *srv, pomelo_session *s, int reason, void *user_data);
   /** A request or notify for a route whose server type is not this server's. `session_json`
    * is the exported session (pomelo_session_export); `msg` the message (views valid during the
    * call). For a request, answer later with pomelo_server_respond(srv, sid, msg->id, ...).
-   * When NULL, such requests get {"code":500} like an unknown route. */
+   * When NULL, such requests go to the default handler, or get {"code":500}. */
   void (*on_forward)(pomelo_server *srv, pomelo_session *s, const char *session_json,
                      size_t session_json_len, const pomelo_msg *msg, void *user_data);
-  /** Error handler: a request failed with `err` (a handler, filter or dispatch error). Write a
-   * JSON object into `body` to answer with it (a "code" of 500 is added when it has none);
-   * write nothing for the default {"code":500}. */
+  /** Error handler: a request is answered as an error, `err` being the application's code
+   * (positive) or the library's (negative: POMELO_ERR_NO_HANDLER, POMELO_ERR_ROUTE_TYPE,
+   * POMELO_ERR_ROUTE, or what a filter returned). Write a JSON object into `body` to answer with
+   * it (a "code" of 500 is added when it has none); write nothing for the default. */
   void (*on_error)(pomelo_server *srv, pomelo_request *req, int err, pomelo_json_writer *body,
                    void *user_data);
 } pomelo_server_callbacks;
@@ -141,36 +151,66 @@ POMELO_API void *pomelo_server_user_data(const pomelo_server *srv);
 POMELO_API int pomelo_server_accept(pomelo_server *srv, uint64_t now, void *socket_data,
                                     pomelo_session **out);
 
-/** Feeds received bytes of a session. Returns 0, or the error that closed it (protocol
- * errors: the session is then closing), or a fatal error. */
+/** Feeds received bytes of a session; handlers run inside. Returns 0, or the error that closed
+ * the session (it is then closing or closed, and on the ready list once its socket may close;
+ * see pomelo_conn_feed for the reaction to each: a package over max_body gets a KICK
+ * "message too large"). POMELO_ERR_NOMEM closes only this session (POMELO_CLOSE_ERROR): the
+ * server and its other sessions go on. Bytes fed to a closing session are ignored. */
 POMELO_API int pomelo_session_feed(pomelo_session *s, const uint8_t *data, size_t len,
                                    uint64_t now);
 
-/** The session's output, as for a connection. */
+/** The session's output, as for a connection (pomelo_conn_out_iov and friends): the iovecs stay
+ * valid until those bytes are consumed or the session is released. */
 POMELO_API int pomelo_session_out_iov(const pomelo_session *s, struct iovec *iov, int max);
 POMELO_API size_t pomelo_session_out_len(const pomelo_session *s);
 POMELO_API void pomelo_session_out_consume(pomelo_session *s, size_t n, uint64_t now);
 
-/** 1 when the caller should close the session's socket now (then release the session). */
+/** What a session taken off the ready list needs (bits of `*what`). */
+#define POMELO_READY_WRITE 0x1u /**< output is queued: write it (until the socket would block) */
+#define POMELO_READY_CLOSE 0x2u /**< finished: close its socket, then pomelo_server_release */
+
+/** Takes the next session off the ready list and returns it, with what it needs in `*what`;
+ * NULL when the list is empty. A session is on the list once at most, in the order it became
+ * ready: when its output goes from empty to non-empty (after the flush_interval_ms when
+ * batching) and when it wants its socket closed (POMELO_READY_CLOSE: its final bytes are
+ * written or the peer is gone; that is the only time the library asks for a close). Writing
+ * may finish a closing session, which then comes back with POMELO_READY_CLOSE: drain until
+ * NULL. A session that needs nothing by the time it is taken off is skipped. O(1). */
+POMELO_API pomelo_session *pomelo_server_next_ready(pomelo_server *srv, unsigned *what);
+
+/** The number of sessions on the ready list. */
+POMELO_API size_t pomelo_server_ready_count(const pomelo_server *srv);
+
+/** 1 when the session's socket should close now (the same as POMELO_READY_CLOSE). */
 POMELO_API int pomelo_session_wants_close(const pomelo_session *s);
 
-/** The session's socket died or reached end of file. */
+/** Why the session ended (a pomelo_close_reason; POMELO_CLOSE_NONE while it works). Readable
+ * until the session is released. */
+POMELO_API int pomelo_session_close_reason(const pomelo_session *s);
+
+/** The session's socket died or reached end of file: the session is closed at once (reason
+ * POMELO_CLOSE_PEER unless it was already closing for another reason) and put on the ready list
+ * with POMELO_READY_CLOSE. Runs no callback. */
 POMELO_API void pomelo_session_peer_closed(pomelo_session *s);
 
-/** Frees a session whose socket the caller has closed (on_session_closed runs first if it has
- * not). It leaves every channel and its uid. Its pending requests stay valid handles whose
- * answers return POMELO_ERR_CLOSED. Never from inside a callback. */
+/** Frees a session, in any state (close its socket first). It leaves every channel and its uid
+ * and the ready list; its pending requests stay valid handles whose answers return
+ * POMELO_ERR_CLOSED. Runs no callback. Never from inside a callback. */
 POMELO_API void pomelo_server_release(pomelo_server *srv, pomelo_session *s);
 
 /** The next deadline over all sessions (timeouts, heartbeats, push batching), or UINT64_MAX. */
 POMELO_API uint64_t pomelo_server_expiry(const pomelo_server *srv);
 
-/** Runs every timer due at `now`. Returns 0 or a fatal error. */
-POMELO_API int pomelo_server_handle_expiry(pomelo_server *srv, uint64_t now);
+/** Runs every timer due at `now`; only the sessions whose deadline passed are touched. Sessions
+ * it closes (timeouts) or gives output (batched pushes) go on the ready list. A session whose
+ * timer work fails for lack of memory is closed (POMELO_CLOSE_ERROR); the others go on. */
+POMELO_API void pomelo_server_handle_expiry(pomelo_server *srv, uint64_t now);
 
-/** Graceful shutdown: every session is kicked with `reason` (a KICK package to those past the
- * handshake, when reason is not NULL) and closes once flushed; accept then fails. */
-POMELO_API void pomelo_server_shutdown(pomelo_server *srv, const char *reason, size_t reason_len);
+/** Graceful shutdown: every session is kicked with `reason` (a KICK package {"reason":...} to
+ * those past the handshake when `reason`, NUL-terminated, is not NULL) and closes once flushed;
+ * accept then fails. Drain the ready list until pomelo_server_session_count() is 0 (give up on
+ * peers that do not read after a while of your choosing: release them). */
+POMELO_API void pomelo_server_shutdown(pomelo_server *srv, const char *reason);
 
 /* ---------------------------------------------------------------------------------------------
  * Sessions
@@ -226,14 +266,15 @@ POMELO_API size_t pomelo_server_foreach(pomelo_server *srv, int (*fn)(pomelo_ses
 POMELO_API size_t pomelo_server_session_count(const pomelo_server *srv);
 POMELO_API size_t pomelo_server_bound_count(const pomelo_server *srv);
 
-/** Kicks one session: see pomelo_conn_kick (a KICK {"reason":...} when reason is not NULL and
- * the session is past its handshake, then a close after the flush). Errors: POMELO_ERR_STATE
- * (already closing), POMELO_ERR_INVALID_ARG. */
-POMELO_API int pomelo_session_kick(pomelo_session *s, const char *reason, size_t reason_len);
+/** Kicks one session: see pomelo_conn_kick (a KICK {"reason":...} when `reason`, NUL-terminated,
+ * is not NULL and the session is past its handshake, then a close after the flush). Errors:
+ * POMELO_ERR_STATE (already closing), POMELO_ERR_INVALID_ARG (reason not UTF-8),
+ * POMELO_ERR_NOMEM (closed at once instead, POMELO_CLOSE_ERROR). */
+POMELO_API int pomelo_session_kick(pomelo_session *s, const char *reason);
 
 /** Kicks every session bound to `uid`. Returns how many were kicked (0 when none). */
 POMELO_API size_t pomelo_server_kick_uid(pomelo_server *srv, const char *uid, size_t len,
-                                         const char *reason, size_t reason_len);
+                                         const char *reason);
 
 /** Answers a handshake left pending by on_handshake (see pomelo_conn_handshake_reply). */
 POMELO_API int pomelo_session_handshake_reply(pomelo_session *s, int code, const char *user_json,
@@ -249,30 +290,40 @@ POMELO_API int pomelo_session_export(const pomelo_session *s, char *buf, size_t 
  * Route dispatch
  * ------------------------------------------------------------------------------------------- */
 
-/** A handler: `req` is valid until answered (pomelo_request_respond, _error or _drop), even
- * after its connection closed. For a notify, any answer is discarded (never sent). */
+/** A handler. For a request (it has an id), `req` is valid until it is answered
+ * (pomelo_request_respond, _error or _drop), now or later, even after its connection closed;
+ * every request must be answered or dropped once. For a notify (no id), `req` is valid only
+ * until the handler returns: the library frees it then, and answering it does nothing.
+ * pomelo_request_msg(req)->type tells which. */
 typedef void (*pomelo_handler_fn)(pomelo_request *req, void *user_data);
 
-/** Registers `fn` for `route` ("serverType.handler.method", exactly three non-empty parts; the
- * server type need not be this server's: see pomelo_server_dispatch). Replaces an earlier one.
- * Errors: POMELO_ERR_INVALID_ARG (not three parts), POMELO_ERR_NOMEM. */
-POMELO_API int pomelo_server_on(pomelo_server *srv, const char *route, size_t route_len,
-                                pomelo_handler_fn fn, void *user_data);
+/** Registers `fn` for `route`, NUL-terminated: "serverType.handler.method", exactly three
+ * non-empty parts, the server type being this server's (settings.server_type: routes of other
+ * types never reach this server's handlers; they go to on_forward). Replaces an earlier one.
+ * `route` NULL registers the default handler: it gets every request and notify that no handler
+ * takes and that is not forwarded (an unknown handler or method, another server type without
+ * on_forward, a route of 2 or 4+ parts), instead of the {"code":500} answer. Errors:
+ * POMELO_ERR_INVALID_ARG (fn NULL), POMELO_ERR_ROUTE (not three non-empty parts, or over 255
+ * bytes), POMELO_ERR_ROUTE_TYPE (another server type), POMELO_ERR_NOMEM. */
+POMELO_API int pomelo_server_on(pomelo_server *srv, const char *route, pomelo_handler_fn fn,
+                                void *user_data);
 
-/** A before-filter: return 0 to let the request through, or an error to stop it (a request is
- * then answered as an error through on_error; a notify is dropped). */
+/** A before-filter: return 0 to let the request through, or an error code (an application code
+ * > 0 or a library code < 0) to stop it: a request is then answered as an error through
+ * on_error; a notify is dropped. It must not answer the request itself. */
 typedef int (*pomelo_before_fn)(pomelo_request *req, void *user_data);
 /** An after-filter: sees the answer about to be sent (`err` 0 and the body, or the error);
- * returning an error turns a successful answer into an error answer. */
+ * returning non-zero turns a successful answer into an error answer with that code. */
 typedef int (*pomelo_after_fn)(pomelo_request *req, int err, const uint8_t *body, size_t len,
                                void *user_data);
 
-/** Adds a filter for `route` (NULL: global, for every route). Global filters run before route
- * filters; each kind in the order added. Errors: POMELO_ERR_NOMEM, POMELO_ERR_INVALID_ARG. */
-POMELO_API int pomelo_server_before(pomelo_server *srv, const char *route, size_t route_len,
-                                    pomelo_before_fn fn, void *user_data);
-POMELO_API int pomelo_server_after(pomelo_server *srv, const char *route, size_t route_len,
-                                   pomelo_after_fn fn, void *user_data);
+/** Adds a filter for `route` (NUL-terminated, as for pomelo_server_on; NULL: global, for every
+ * route). Global filters run before route filters; each kind in the order added. Errors:
+ * POMELO_ERR_INVALID_ARG (fn NULL), POMELO_ERR_ROUTE, POMELO_ERR_ROUTE_TYPE, POMELO_ERR_NOMEM. */
+POMELO_API int pomelo_server_before(pomelo_server *srv, const char *route, pomelo_before_fn fn,
+                                    void *user_data);
+POMELO_API int pomelo_server_after(pomelo_server *srv, const char *route, pomelo_after_fn fn,
+                                   void *user_data);
 
 /** The request's session (NULL once it has been released). */
 POMELO_API pomelo_session *pomelo_request_session(const pomelo_request *req);
@@ -285,20 +336,27 @@ POMELO_API const pomelo_msg *pomelo_request_msg(const pomelo_request *req);
  * Valid until the request is answered. */
 POMELO_API const pomelo_json_value *pomelo_request_json(pomelo_request *req);
 
-/** Answers with `body` (JSON text; NULL or empty: "{}") and frees the handle. Errors:
- * POMELO_ERR_CLOSED (the session is gone: nothing sent, handle freed), POMELO_ERR_NOMEM. */
+/** Answers with `body` (JSON text; NULL or empty: "{}") and frees the handle (in every case).
+ * A notify: does nothing, returns 0 (the handle lives until its handler returns). Errors:
+ * POMELO_ERR_INVALID_ARG (body NULL with a length; nothing done, the handle stays),
+ * POMELO_ERR_CLOSED (the session is gone or closing: nothing sent), POMELO_ERR_NOMEM (the
+ * session is closed, POMELO_CLOSE_ERROR, rather than leave its client waiting). */
 POMELO_API int pomelo_request_respond(pomelo_request *req, const char *body, size_t len);
 
-/** Answers as an error and frees the handle: on_error may write the body; else `body` (a JSON
- * object, or NULL) with "code":500 added when it has no "code", like the real server. */
+/** Answers as an error and frees the handle: `err` is the application's code (> 0) or a
+ * library code (< 0), given to on_error and the after-filters, never sent; the body is what
+ * on_error writes, else `body` (a JSON object, or NULL), with "code":500 added when it has no
+ * "code", like the real server. A notify: does nothing, returns 0. Errors: as
+ * pomelo_request_respond; POMELO_ERR_INVALID_ARG when `err` is 0 (nothing done, the handle
+ * stays: an error needs a code). */
 POMELO_API int pomelo_request_error(pomelo_request *req, int err, const char *body, size_t len);
 
-/** Frees the handle without answering. */
+/** Frees the handle without answering (a notify: does nothing). */
 POMELO_API void pomelo_request_drop(pomelo_request *req);
 
 /** Sends a response for request `id` of session `sid` (a forwarded request answered by a
  * backend). Errors: POMELO_ERR_NOT_FOUND (no such session), POMELO_ERR_STATE (not working),
- * codec errors, POMELO_ERR_NOMEM. */
+ * codec errors, POMELO_ERR_NOMEM (the session is closed, POMELO_CLOSE_ERROR). */
 POMELO_API int pomelo_server_respond(pomelo_server *srv, uint64_t sid, uint32_t id,
                                      const char *body, size_t len);
 
@@ -308,7 +366,7 @@ POMELO_API int pomelo_server_respond(pomelo_server *srv, uint64_t sid, uint32_t 
  * a read-only session (id, uid, settings). The answer of a request is given to `reply` (body
  * bytes, valid during the call), to be carried back to the frontend (pomelo_server_respond);
  * notifies never reply. Errors: POMELO_ERR_JSON_* / POMELO_ERR_INVALID_ARG (bad session JSON),
- * POMELO_ERR_NOMEM. */
+ * POMELO_ERR_NOMEM (the message could not be dispatched: `reply` is not called). */
 POMELO_API int pomelo_server_dispatch(pomelo_server *srv, const char *session_json,
                                       size_t session_json_len, const pomelo_msg *msg,
                                       void (*reply)(const char *body, size_t len, void *arg),
@@ -321,21 +379,24 @@ POMELO_API int pomelo_server_dispatch(pomelo_server *srv, const char *session_js
  * WebSocket alike); each recipient's queue holds a reference.
  * ------------------------------------------------------------------------------------------- */
 
-/** Pushes `body` (JSON text) on `route` to one session. Errors: POMELO_ERR_STATE (not working),
- * POMELO_ERR_LIMIT (dropped by the slow-consumer policy), codec errors, POMELO_ERR_NOMEM. */
-POMELO_API int pomelo_session_push(pomelo_session *s, const char *route, size_t route_len,
-                                   const char *body, size_t len);
+/** Pushes `body` (JSON text; NULL or empty: "{}") on `route` (NUL-terminated) to one session.
+ * Errors: POMELO_ERR_STATE (not working), POMELO_ERR_LIMIT (dropped by the slow-consumer
+ * policy, or the session closed by it), codec errors (POMELO_ERR_ROUTE_TOO_LONG, ...),
+ * POMELO_ERR_NOMEM (the push could not be queued: the session is closed, POMELO_CLOSE_ERROR). */
+POMELO_API int pomelo_session_push(pomelo_session *s, const char *route, const char *body,
+                                   size_t len);
 
 /** Pushes to every session bound to each of the `n` uids. Returns the number of sessions
- * reached, or an error (codec errors, POMELO_ERR_NOMEM). */
+ * reached, or an error (codec errors, POMELO_ERR_NOMEM when the push could not be built:
+ * nobody got it). A session that cannot take it for lack of memory is closed. */
 POMELO_API int pomelo_server_push_uids(pomelo_server *srv, const char *const *uids,
                                        const size_t *uid_lens, size_t n, const char *route,
-                                       size_t route_len, const char *body, size_t len);
+                                       const char *body, size_t len);
 
 /** Pushes to every working session, or only to those bound to a uid. Returns the number
- * reached or an error. */
+ * reached or an error, as pomelo_server_push_uids. */
 POMELO_API int pomelo_server_broadcast(pomelo_server *srv, int bound_only, const char *route,
-                                       size_t route_len, const char *body, size_t len);
+                                       const char *body, size_t len);
 
 /** Creates channel `name`. Errors: POMELO_ERR_EXISTS, POMELO_ERR_INVALID_ARG, POMELO_ERR_NOMEM. */
 POMELO_API int pomelo_channel_new(pomelo_server *srv, const char *name, size_t len,
@@ -359,9 +420,9 @@ POMELO_API int pomelo_channel_member(const pomelo_channel *ch, size_t i, const c
 /** The channel's name. */
 POMELO_API const char *pomelo_channel_name(const pomelo_channel *ch, size_t *len);
 /** Pushes to every member whose session is still there and working. Returns the number
- * reached, or an error (codec errors, POMELO_ERR_NOMEM). */
-POMELO_API int pomelo_channel_push(pomelo_channel *ch, const char *route, size_t route_len,
-                                   const char *body, size_t len);
+ * reached, or an error, as pomelo_server_push_uids. */
+POMELO_API int pomelo_channel_push(pomelo_channel *ch, const char *route, const char *body,
+                                   size_t len);
 
 /* ---------------------------------------------------------------------------------------------
  * Statistics
@@ -390,6 +451,8 @@ typedef struct pomelo_server_stats {
   uint64_t protocol_errors;
   uint64_t dropped_messages; /**< malformed, unroutable or out-of-state messages dropped */
   uint64_t forwarded;
+  uint64_t too_large; /**< sessions closed for a package or message over max_body */
+  uint64_t errors;    /**< sessions closed because the library failed (out of memory) */
 } pomelo_server_stats;
 
 /** Copies the counters into `out`. */

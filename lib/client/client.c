@@ -466,7 +466,7 @@ static void conn_on_hs_response(pomelo_conn *conn, int code, const pomelo_json_v
   }
   rc = dict_update(cl, pomelo_json_get(resp, "sys"));
   if (rc) {
-    cl->fatal = rc;
+    pm_conn_abort(conn, POMELO_CLOSE_ERROR); /* on_close: connection_ended, a reconnect */
     return;
   }
   cl->state = POMELO_CLIENT_CONNECTED;
@@ -654,9 +654,6 @@ int pomelo_client_connect(pomelo_client *cl, uint64_t now) {
   pomelo_conn *nc, *old = cl->conn;
   pm_req *list;
   int rc;
-  if (cl->fatal) {
-    return cl->fatal;
-  }
   if (cl->deleting) {
     return POMELO_ERR_STATE;
   }
@@ -696,7 +693,7 @@ int pomelo_client_connect(pomelo_client *cl, uint64_t now) {
     cl->cb.on_output(cl, cl->user_data); /* the handshake is queued */
   }
   reap(cl);
-  return cl->fatal;
+  return 0;
 }
 
 void pomelo_client_disconnect(pomelo_client *cl) {
@@ -718,9 +715,6 @@ void pomelo_client_disconnect(pomelo_client *cl) {
 
 int pomelo_client_feed(pomelo_client *cl, const uint8_t *data, size_t len, uint64_t now) {
   int rc;
-  if (cl->fatal) {
-    return cl->fatal;
-  }
   if (!data && len) {
     return POMELO_ERR_INVALID_ARG;
   }
@@ -732,10 +726,7 @@ int pomelo_client_feed(pomelo_client *cl, const uint8_t *data, size_t len, uint6
   rc = pomelo_conn_feed(cl->conn, data, len, now);
   cl->depth--;
   reap(cl);
-  if (pomelo_err_is_fatal(rc)) {
-    cl->fatal = rc;
-  }
-  return cl->fatal ? cl->fatal : rc;
+  return rc;
 }
 
 int pomelo_client_out_iov(const pomelo_client *cl, struct iovec *iov, int max) {
@@ -785,18 +776,12 @@ uint64_t pomelo_client_expiry(const pomelo_client *cl) {
 }
 
 int pomelo_client_handle_expiry(pomelo_client *cl, uint64_t now) {
-  if (cl->fatal) {
-    return cl->fatal;
-  }
+  int rc = 0;
   cl->now = now;
   if (cl->conn) {
-    int rc;
     cl->depth++;
-    rc = pomelo_conn_handle_expiry(cl->conn, now);
+    rc = pomelo_conn_handle_expiry(cl->conn, now); /* NOMEM: the connection closed itself */
     cl->depth--;
-    if (pomelo_err_is_fatal(rc)) {
-      cl->fatal = rc;
-    }
   }
   while (cl->heap_len && cl->heap[0]->deadline <= now) {
     pm_req *r = cl->heap[0];
@@ -814,7 +799,7 @@ int pomelo_client_handle_expiry(pomelo_client *cl, uint64_t now) {
     }
   }
   reap(cl);
-  return cl->fatal;
+  return rc;
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -833,13 +818,10 @@ static void set_route(const pomelo_client *cl, pomelo_msg *m, const char *route,
   }
 }
 
-static int check_send(const pomelo_client *cl, const char *route, size_t route_len,
-                      const uint8_t *body, size_t body_len) {
-  if ((!route && route_len) || (!body && body_len)) {
+static int check_send(const pomelo_client *cl, const char *route, const uint8_t *body,
+                      size_t body_len) {
+  if (!route || (!body && body_len)) {
     return POMELO_ERR_INVALID_ARG;
-  }
-  if (cl->fatal) {
-    return cl->fatal;
   }
   if (cl->state != POMELO_CLIENT_CONNECTED || !cl->conn ||
       pomelo_conn_get_state(cl->conn) != POMELO_CONN_WORKING) {
@@ -856,9 +838,6 @@ static int send_msg(pomelo_client *cl, const pomelo_msg *m) {
   rc = pomelo_conn_send(cl->conn, m);
   cl->defer_output--;
   cl->depth--;
-  if (pomelo_err_is_fatal(rc)) {
-    cl->fatal = rc;
-  }
   return rc;
 }
 
@@ -872,16 +851,18 @@ static void flush_output_event(pomelo_client *cl) {
   }
 }
 
-int pomelo_client_request(pomelo_client *cl, const char *route, size_t route_len,
-                          const uint8_t *body, size_t body_len, uint32_t timeout_ms,
-                          pomelo_response_cb cb, void *req_data, uint64_t now, uint32_t *id_out) {
+int pomelo_client_request(pomelo_client *cl, const char *route, const uint8_t *body,
+                          size_t body_len, uint32_t timeout_ms, pomelo_response_cb cb,
+                          void *req_data, uint64_t now, uint32_t *id_out) {
   pomelo_msg m;
   pm_req *r;
   uint32_t id;
-  int rc = check_send(cl, route, route_len, body, body_len);
+  size_t route_len;
+  int rc = check_send(cl, route, body, body_len);
   if (rc) {
     return rc;
   }
+  route_len = strlen(route);
   cl->now = now;
   if (cl->reqs.count >= POMELO_MSG_ID_MAX) {
     return POMELO_ERR_LIMIT; /* every id is waiting */
@@ -946,10 +927,10 @@ int pomelo_client_request(pomelo_client *cl, const char *route, size_t route_len
   return 0;
 }
 
-int pomelo_client_notify(pomelo_client *cl, const char *route, size_t route_len,
-                         const uint8_t *body, size_t body_len) {
+int pomelo_client_notify(pomelo_client *cl, const char *route, const uint8_t *body,
+                         size_t body_len) {
   pomelo_msg m;
-  int rc = check_send(cl, route, route_len, body, body_len);
+  int rc = check_send(cl, route, body, body_len);
   if (rc) {
     return rc;
   }
@@ -957,7 +938,7 @@ int pomelo_client_notify(pomelo_client *cl, const char *route, size_t route_len,
   m.type = POMELO_MSG_NOTIFY;
   m.body = body;
   m.body_len = body_len;
-  set_route(cl, &m, route, route_len);
+  set_route(cl, &m, route, strlen(route));
   rc = send_msg(cl, &m);
   if (rc == 0) {
     flush_output_event(cl);
@@ -966,15 +947,13 @@ int pomelo_client_notify(pomelo_client *cl, const char *route, size_t route_len,
   return rc;
 }
 
-int pomelo_client_on(pomelo_client *cl, const char *route, size_t route_len, pomelo_push_cb cb,
-                     void *user_data) {
+int pomelo_client_on(pomelo_client *cl, const char *route, pomelo_push_cb cb, void *user_data) {
   pm_strmap_ent *e;
-  if (!cl || (!route && route_len)) {
+  size_t route_len;
+  if (!cl || !route) {
     return POMELO_ERR_INVALID_ARG;
   }
-  if (!route) {
-    route = "";
-  }
+  route_len = strlen(route);
   if (!cb) {
     pm_strmap_del(&cl->handlers, &cl->alloc, route, route_len);
     return 0;

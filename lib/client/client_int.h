@@ -58,7 +58,6 @@ struct pomelo_client {
   uint8_t deleting;       /* inside pomelo_client_del */
   uint32_t defer_output;  /* inside a send: on_output waits until the request is registered */
   uint8_t output_pending; /* ... and is due */
-  int fatal;              /* a fatal error met inside a callback, returned from then on */
   uint32_t attempt;       /* reconnect attempts since the last accepted handshake */
   uint64_t reconnect_at;  /* when on_reconnect fires (WAIT_RECONNECT), or PM_NO_DEADLINE */
   uint64_t now;           /* the latest time the caller gave */

@@ -14,11 +14,21 @@ static const uint8_t PKG_HEARTBEAT[4] = {POMELO_PKG_HEARTBEAT, 0, 0, 0};
 static const uint8_t PKG_ACK[4] = {POMELO_PKG_HANDSHAKE_ACK, 0, 0, 0};
 
 const char *pomelo_close_reason_name(int reason) {
-  static const char *const names[] = {
-      "none",           "peer",   "heartbeat_timeout", "handshake_timeout",
-      "idle_timeout",   "kicked", "handshake_failed",  "protocol_error",
-      "shutdown",       "local",  "slow_consumer",     "rate_limit",
-      "max_connections"};
+  static const char *const names[] = {"none",
+                                      "peer",
+                                      "heartbeat_timeout",
+                                      "handshake_timeout",
+                                      "idle_timeout",
+                                      "kicked",
+                                      "handshake_failed",
+                                      "protocol_error",
+                                      "shutdown",
+                                      "local",
+                                      "slow_consumer",
+                                      "rate_limit",
+                                      "max_connections",
+                                      "error",
+                                      "too_large"};
   if (reason < 0 || (size_t)reason >= PM_ARRAY_LEN(names)) {
     return "unknown";
   }
@@ -107,9 +117,23 @@ static void notify_close(pomelo_conn *c) {
 
 static int ws_close_frame(pomelo_conn *c, uint16_t code);
 
+/* The connection is done: the caller must close the socket now. */
+static void enter_closed(pomelo_conn *c) {
+  c->state = POMELO_CONN_CLOSED;
+  if (c->sh->on_closed) {
+    c->sh->on_closed(c, c->user_data);
+  }
+}
+
+/* The WebSocket close code that goes with a close reason. */
+static uint16_t ws_close_code(int reason) {
+  return reason == POMELO_CLOSE_TOO_LARGE ? PM_WS_CLOSE_TOO_BIG : PM_WS_CLOSE_NORMAL;
+}
+
 /* Hard close: queued output is dropped and the caller closes the socket now. Over WebSocket,
  * when the socket is still alive, a close frame (1000) is flushed first. */
 static void close_now(pomelo_conn *c, int reason) {
+  int flush_close;
   if (c->state == POMELO_CONN_CLOSED) {
     return;
   }
@@ -117,13 +141,14 @@ static void close_now(pomelo_conn *c, int reason) {
     c->close_reason = (uint8_t)reason;
   }
   pm_outq_clear(&c->q, &c->sh->alloc);
-  c->state = POMELO_CONN_CLOSED;
-  if (reason != POMELO_CLOSE_PEER && c->ws && pm_ws_is_open(c->ws) &&
-      ws_close_frame(c, PM_WS_CLOSE_NORMAL) == 0 && c->q.bytes) {
-    c->state = POMELO_CONN_CLOSING;
-  }
+  c->state = POMELO_CONN_CLOSING; /* no output is queued by anything but the close frame */
+  flush_close = reason != POMELO_CLOSE_PEER && c->ws && pm_ws_is_open(c->ws) &&
+                ws_close_frame(c, ws_close_code(reason)) == 0 && c->q.bytes;
   pm_pkg_decoder_fini(&c->dec);
   notify_close(c);
+  if (!flush_close && c->state != POMELO_CONN_CLOSED) {
+    enter_closed(c);
+  }
 }
 
 /* Soft close: flush what is queued (then a WebSocket close frame), then CLOSED. */
@@ -132,12 +157,15 @@ static void close_after_flush(pomelo_conn *c, int reason) {
     return;
   }
   c->close_reason = (uint8_t)reason;
+  c->state = POMELO_CONN_CLOSING;
   if (c->ws && pm_ws_is_open(c->ws)) {
-    ws_close_frame(c, PM_WS_CLOSE_NORMAL);
+    ws_close_frame(c, ws_close_code(reason));
   }
-  c->state = c->q.bytes ? POMELO_CONN_CLOSING : POMELO_CONN_CLOSED;
   pm_pkg_decoder_fini(&c->dec);
   notify_close(c);
+  if (c->q.bytes == 0 && c->state != POMELO_CONN_CLOSED) {
+    enter_closed(c);
+  }
 }
 
 /* Queues bytes exactly as they go on the wire. */
@@ -445,7 +473,7 @@ void pomelo_conn_out_consume(pomelo_conn *c, size_t n, uint64_t now) {
     c->idle_at = after(now, c->sh->set.idle_timeout_ms);
   }
   if (c->state == POMELO_CONN_CLOSING && c->q.bytes == 0) {
-    c->state = POMELO_CONN_CLOSED;
+    enter_closed(c);
   }
 }
 
@@ -738,9 +766,9 @@ static int build_kick(pomelo_conn *c, pomelo_json_writer *w, const void *arg) {
   return rc ? rc : pomelo_json_write_end_object(w);
 }
 
-int pomelo_conn_kick(pomelo_conn *c, const char *reason, size_t reason_len) {
+int pm_conn_kick_as(pomelo_conn *c, const char *reason, int close_reason) {
   int rc = 0;
-  if (c->role != POMELO_ROLE_SERVER || (!reason && reason_len)) {
+  if (c->role != POMELO_ROLE_SERVER) {
     return POMELO_ERR_INVALID_ARG;
   }
   if (c->state >= POMELO_CONN_CLOSING) {
@@ -749,17 +777,22 @@ int pomelo_conn_kick(pomelo_conn *c, const char *reason, size_t reason_len) {
   if (reason && c->state == POMELO_CONN_WORKING) {
     user_arg r;
     r.json = reason;
-    r.len = reason_len;
+    r.len = strlen(reason);
     rc = send_json_pkg(c, POMELO_PKG_KICK, build_kick, &r);
     if (rc == POMELO_ERR_JSON_UTF8) {
       return POMELO_ERR_INVALID_ARG;
     }
     if (rc) {
+      close_now(c, POMELO_CLOSE_ERROR);
       return rc;
     }
   }
-  close_after_flush(c, POMELO_CLOSE_KICKED);
+  close_after_flush(c, close_reason);
   return 0;
+}
+
+int pomelo_conn_kick(pomelo_conn *c, const char *reason) {
+  return pm_conn_kick_as(c, reason, POMELO_CLOSE_KICKED);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -884,6 +917,24 @@ static int client_package(pomelo_conn *c, const pomelo_pkg *p, uint64_t now) {
  * Input and timers
  * ------------------------------------------------------------------------------------------- */
 
+/* The peer sent a package or message over max_body. A server tells a working client why with a
+ * KICK before it closes (a client can then tell it from a network failure); before the
+ * handshake is done there is nobody to tell. */
+static void close_too_large(pomelo_conn *c) {
+  if (c->state >= POMELO_CONN_CLOSING) {
+    return;
+  }
+  if (c->sh->counters) {
+    c->sh->counters->too_large++;
+  }
+  if (c->role == POMELO_ROLE_SERVER && c->state == POMELO_CONN_WORKING) {
+    if (pm_conn_kick_as(c, PM_KICK_TOO_LARGE, POMELO_CLOSE_TOO_LARGE) == 0) {
+      return;
+    }
+  }
+  close_now(c, POMELO_CLOSE_TOO_LARGE);
+}
+
 /* Packages from the byte stream (raw TCP, or the payload of WebSocket messages). */
 static int feed_packages(pomelo_conn *c, const uint8_t *data, size_t len, uint64_t now) {
   size_t pos = 0;
@@ -894,6 +945,10 @@ static int feed_packages(pomelo_conn *c, const uint8_t *data, size_t len, uint64
     pos += used;
     if (rc == 0) {
       break;
+    }
+    if (rc == POMELO_ERR_PKG_TOO_LARGE) {
+      close_too_large(c);
+      return rc;
     }
     if (rc < 0) {
       if (!pomelo_err_is_fatal(rc)) {
@@ -930,6 +985,11 @@ static int ws_fwd_control(void *ctx, int opcode, const uint8_t *payload, size_t 
   return ws_control(((ws_feed_ctx *)ctx)->c, opcode, payload, len);
 }
 
+/* A WebSocket message over the limit: the KICK goes out before the ws layer's close 1009. */
+static void ws_too_large(void *ctx) {
+  close_too_large(((ws_feed_ctx *)ctx)->c);
+}
+
 static int ws_check(void *ctx, const char *path, size_t path_len, const char *origin,
                     size_t origin_len) {
   pomelo_conn *c = ((ws_feed_ctx *)ctx)->c;
@@ -957,7 +1017,11 @@ static int feed_ws(pomelo_conn *c, const uint8_t *data, size_t len, uint64_t now
   io.control = ws_fwd_control;
   io.check = ws_check;
   io.open = ws_open;
+  io.too_large = ws_too_large;
   rc = pm_ws_feed(c->ws, data, len, &io, &c->sh->alloc);
+  if (rc == POMELO_ERR_WS_TOO_LARGE) {
+    return rc; /* ws_too_large closed the connection */
+  }
   if (rc == PM_WS_PEER_CLOSED) {
     close_after_flush(c, POMELO_CLOSE_PEER); /* our close frame is queued */
     return 0;
@@ -983,13 +1047,7 @@ static int start_ws(pomelo_conn *c) {
   return rc;
 }
 
-int pomelo_conn_feed(pomelo_conn *c, const uint8_t *data, size_t len, uint64_t now) {
-  if (c->state >= POMELO_CONN_CLOSING || len == 0) {
-    return 0;
-  }
-  if (!data) {
-    return POMELO_ERR_INVALID_ARG;
-  }
+static int feed_any(pomelo_conn *c, const uint8_t *data, size_t len, uint64_t now) {
   c->idle_at = after(now, c->sh->set.idle_timeout_ms);
   if (c->transport == POMELO_TRANSPORT_AUTO) {
     /* The hybrid port: the first bytes say HTTP (WebSocket) or raw TCP (spec 1.4); a method
@@ -1015,7 +1073,7 @@ int pomelo_conn_feed(pomelo_conn *c, const uint8_t *data, size_t len, uint64_t n
     }
     c->sniff_len = 0;
     if (n) {
-      rc = pomelo_conn_feed(c, head, n, now); /* the held bytes first */
+      rc = feed_any(c, head, n, now); /* the held bytes first */
       if (rc || c->state >= POMELO_CONN_CLOSING) {
         return rc;
       }
@@ -1025,6 +1083,21 @@ int pomelo_conn_feed(pomelo_conn *c, const uint8_t *data, size_t len, uint64_t n
     return feed_ws(c, data, len, now);
   }
   return feed_packages(c, data, len, now);
+}
+
+int pomelo_conn_feed(pomelo_conn *c, const uint8_t *data, size_t len, uint64_t now) {
+  int rc;
+  if (c->state >= POMELO_CONN_CLOSING || len == 0) {
+    return 0;
+  }
+  if (!data) {
+    return POMELO_ERR_INVALID_ARG;
+  }
+  rc = feed_any(c, data, len, now);
+  if (pomelo_err_is_fatal(rc)) {
+    close_now(c, POMELO_CLOSE_ERROR);
+  }
+  return rc;
 }
 
 uint64_t pomelo_conn_expiry(const pomelo_conn *c) {
@@ -1060,8 +1133,13 @@ int pomelo_conn_handle_expiry(pomelo_conn *c, uint64_t now) {
     return 0;
   }
   if (now >= c->hb_send_at) {
+    int rc;
     c->hb_send_at = now + c->hb_interval;
-    return enqueue_static(c, PKG_HEARTBEAT);
+    rc = enqueue_static(c, PKG_HEARTBEAT);
+    if (rc) {
+      close_now(c, POMELO_CLOSE_ERROR);
+    }
+    return rc;
   }
   return 0;
 }

@@ -15,6 +15,7 @@ typedef struct pm_conn_counters {
   uint64_t packages_in;
   uint64_t packages_out;
   uint64_t messages_dropped; /* malformed DATA messages */
+  uint64_t too_large;        /* connections closed for a package or message over max_body */
 } pm_conn_counters;
 
 /* What connections made with the same settings share (a server's connections share one). */
@@ -24,6 +25,8 @@ typedef struct pm_conn_shared {
   pomelo_allocator alloc;
   uint32_t refs;
   pm_conn_counters *counters; /* NULL, or where to count packages */
+  /* Internal hook (the server's): the connection just became CLOSED (wants_close). */
+  void (*on_closed)(pomelo_conn *conn, void *user_data);
 } pm_conn_shared;
 
 #define PM_NO_DEADLINE UINT64_MAX
@@ -61,5 +64,10 @@ void pm_conn_shared_unref(pm_conn_shared *sh);
 /* Closes at once with `reason` (queued output dropped; over WebSocket a close frame is still
  * flushed), as a timeout does. */
 void pm_conn_abort(pomelo_conn *c, int reason);
+/* pomelo_conn_kick with the close reason to record (POMELO_CLOSE_KICKED, _SHUTDOWN, ...). */
+int pm_conn_kick_as(pomelo_conn *c, const char *reason, int close_reason);
+
+/* The KICK reason sent to a client whose package or message was over max_body. */
+#define PM_KICK_TOO_LARGE "message too large"
 
 #endif /* POMELO_LIB_CONN_INT_H */

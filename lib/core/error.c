@@ -11,7 +11,7 @@ const char *pomelo_strerror(int code) {
     POMELO_ERROR_LIST(PM_ERR_TEXT_)
 #undef PM_ERR_TEXT_
   default:
-    return "unknown error";
+    return code > 0 ? "application error" : "unknown error";
   }
 }
 
@@ -23,10 +23,14 @@ const char *pomelo_err_name(int code) {
     POMELO_ERROR_LIST(PM_ERR_NAME_)
 #undef PM_ERR_NAME_
   default:
-    return "UNKNOWN";
+    return code > 0 ? "APP" : "UNKNOWN";
   }
 }
 
 int pomelo_err_is_fatal(int code) {
   return code <= POMELO_ERR_FATAL;
+}
+
+int pomelo_err_is_app(int code) {
+  return code > 0;
 }

@@ -4,8 +4,8 @@
 #include "server/server_int.h"
 
 /* Builds the PUSH package of `route`/`body` ("{}" when empty) in a new frame. */
-static int push_frame(pomelo_server *srv, const char *route, size_t route_len, const char *body,
-                      size_t len, pomelo_frame **out) {
+static int push_frame(pomelo_server *srv, const char *route, const char *body, size_t len,
+                      pomelo_frame **out) {
   pomelo_msg m;
   if (!route || (!body && len)) {
     return POMELO_ERR_INVALID_ARG;
@@ -13,7 +13,7 @@ static int push_frame(pomelo_server *srv, const char *route, size_t route_len, c
   memset(&m, 0, sizeof m);
   m.type = POMELO_MSG_PUSH;
   m.route = route;
-  m.route_len = route_len;
+  m.route_len = strlen(route);
   m.body = (const uint8_t *)(len ? body : "{}");
   m.body_len = len ? len : 2;
   return pomelo_msg_encode_frame(out, &srv->alloc, &m);
@@ -38,17 +38,16 @@ int pm_session_queue_push(pomelo_session *s, pomelo_frame *f) {
   if (rc == 0) {
     srv->stats.pushes++;
   }
-  return rc;
+  return pm_session_fail(s, rc);
 }
 
-int pomelo_session_push(pomelo_session *s, const char *route, size_t route_len, const char *body,
-                        size_t len) {
+int pomelo_session_push(pomelo_session *s, const char *route, const char *body, size_t len) {
   pomelo_frame *f;
   int rc;
   if (!s->conn || pomelo_conn_get_state(s->conn) != POMELO_CONN_WORKING) {
     return POMELO_ERR_STATE;
   }
-  rc = push_frame(s->srv, route, route_len, body, len, &f);
+  rc = push_frame(s->srv, route, body, len, &f);
   if (rc) {
     return rc;
   }
@@ -58,19 +57,17 @@ int pomelo_session_push(pomelo_session *s, const char *route, size_t route_len, 
 }
 
 int pomelo_server_push_uids(pomelo_server *srv, const char *const *uids, const size_t *uid_lens,
-                            size_t n, const char *route, size_t route_len, const char *body,
-                            size_t len) {
+                            size_t n, const char *route, const char *body, size_t len) {
   pomelo_frame *f;
   size_t i;
   int rc, reached = 0;
   if ((!uids || !uid_lens) && n) {
     return POMELO_ERR_INVALID_ARG;
   }
-  rc = push_frame(srv, route, route_len, body, len, &f);
+  rc = push_frame(srv, route, body, len, &f);
   if (rc) {
     return rc;
   }
-  srv->fanout++;
   for (i = 0; i < n; i++) {
     pm_strmap_ent *e = uids[i] ? pm_strmap_get(&srv->by_uid, uids[i], uid_lens[i]) : NULL;
     pomelo_session *s;
@@ -80,27 +77,24 @@ int pomelo_server_push_uids(pomelo_server *srv, const char *const *uids, const s
       }
     }
   }
-  pm_server_fanout_end(srv);
   pomelo_frame_unref(f);
   return reached;
 }
 
-int pomelo_server_broadcast(pomelo_server *srv, int bound_only, const char *route, size_t route_len,
-                            const char *body, size_t len) {
+int pomelo_server_broadcast(pomelo_server *srv, int bound_only, const char *route, const char *body,
+                            size_t len) {
   pomelo_frame *f;
   pomelo_session *s;
   int rc, reached = 0;
-  rc = push_frame(srv, route, route_len, body, len, &f);
+  rc = push_frame(srv, route, body, len, &f);
   if (rc) {
     return rc;
   }
-  srv->fanout++;
   for (s = srv->all; s; s = s->all_next) {
     if ((!bound_only || s->uid) && pm_session_queue_push(s, f) == 0 && reached < INT32_MAX) {
       reached++;
     }
   }
-  pm_server_fanout_end(srv);
   pomelo_frame_unref(f);
   return reached;
 }
@@ -366,17 +360,15 @@ void pomelo_channel_destroy(pomelo_channel *ch) {
   pm_strmap_del(&srv->channels, &srv->alloc, name, len); /* frees the name */
 }
 
-int pomelo_channel_push(pomelo_channel *ch, const char *route, size_t route_len, const char *body,
-                        size_t len) {
+int pomelo_channel_push(pomelo_channel *ch, const char *route, const char *body, size_t len) {
   pomelo_server *srv = ch->srv;
   pomelo_frame *f;
   uint32_t i;
   int rc, reached = 0;
-  rc = push_frame(srv, route, route_len, body, len, &f);
+  rc = push_frame(srv, route, body, len, &f);
   if (rc) {
     return rc;
   }
-  srv->fanout++;
   for (i = 0; i < ch->n; i++) {
     /* The member keeps its session pointer: sessions leave their channels when released. */
     pomelo_session *s = ch->m[i].s;
@@ -384,7 +376,6 @@ int pomelo_channel_push(pomelo_channel *ch, const char *route, size_t route_len,
       reached++;
     }
   }
-  pm_server_fanout_end(srv); /* may run on_session_closed, which may destroy ch */
   pomelo_frame_unref(f);
   return reached;
 }

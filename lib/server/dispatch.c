@@ -7,8 +7,8 @@
  * Registration
  * ------------------------------------------------------------------------------------------- */
 
-/* Splits "type.handler.method": returns 1 with the three parts' lengths when the route has
- * exactly three non-empty parts, 0 otherwise; *dots receives the number of dots. */
+/* Splits "type.handler.method": returns 1 with the type's length and the method's offset when
+ * the route has exactly three non-empty parts, 0 otherwise; *dots receives the number of dots. */
 static int split_route(const char *r, size_t len, size_t *type_len, size_t *method_off, int *dots) {
   size_t i, first = 0, second = 0;
   int n = 0;
@@ -31,9 +31,31 @@ static int split_route(const char *r, size_t len, size_t *type_len, size_t *meth
   return 1;
 }
 
+/* Checks a route given to pomelo_server_on / _before / _after: three parts, this server's
+ * type, at most 255 bytes (the longest a message can carry). */
+static int check_route(const pomelo_server *srv, const char *route, size_t len) {
+  size_t tl, mo;
+  int dots;
+  if (len > POMELO_MSG_ROUTE_MAX || !split_route(route, len, &tl, &mo, &dots)) {
+    return POMELO_ERR_ROUTE;
+  }
+  if (tl != srv->type_len || memcmp(route, srv->server_type, tl) != 0) {
+    return POMELO_ERR_ROUTE_TYPE; /* only on_forward ever sees other types' routes */
+  }
+  return 0;
+}
+
+/* The entry of `route` (NULL: the default handler's), created on first use. */
 static pm_route *route_entry(pomelo_server *srv, const char *route, size_t len) {
-  pm_strmap_ent *e = pm_strmap_get(&srv->routes, route, len);
+  pm_strmap_ent *e;
   pm_route *r;
+  if (!route) {
+    if (!srv->fallback) {
+      srv->fallback = pm_calloc(&srv->alloc, sizeof(*srv->fallback));
+    }
+    return srv->fallback;
+  }
+  e = pm_strmap_get(&srv->routes, route, len);
   if (e) {
     return e->val;
   }
@@ -50,15 +72,17 @@ static pm_route *route_entry(pomelo_server *srv, const char *route, size_t len) 
   return r;
 }
 
-int pomelo_server_on(pomelo_server *srv, const char *route, size_t route_len, pomelo_handler_fn fn,
-                     void *user_data) {
-  size_t tl, mo;
-  int dots;
+int pomelo_server_on(pomelo_server *srv, const char *route, pomelo_handler_fn fn, void *user_data) {
+  size_t len = route ? strlen(route) : 0;
   pm_route *r;
-  if (!route || !fn || !split_route(route, route_len, &tl, &mo, &dots)) {
+  int rc;
+  if (!fn) {
     return POMELO_ERR_INVALID_ARG;
   }
-  r = route_entry(srv, route, route_len);
+  if (route && (rc = check_route(srv, route, len)) != 0) {
+    return rc;
+  }
+  r = route_entry(srv, route, len);
   if (!r) {
     return POMELO_ERR_NOMEM;
   }
@@ -83,19 +107,19 @@ static int add_filter(pomelo_server *srv, pm_filters *f, pm_fn fn, void *ud) {
   return 0;
 }
 
-static int add_route_filter(pomelo_server *srv, const char *route, size_t len, int after, pm_fn fn,
-                            void *ud) {
-  size_t tl, mo;
-  int dots;
+static int add_route_filter(pomelo_server *srv, const char *route, int after, pm_fn fn, void *ud) {
+  size_t len;
   pm_route *r;
+  int rc;
   if (!fn) {
     return POMELO_ERR_INVALID_ARG;
   }
   if (!route) {
     return add_filter(srv, after ? &srv->after : &srv->before, fn, ud);
   }
-  if (!split_route(route, len, &tl, &mo, &dots)) {
-    return POMELO_ERR_INVALID_ARG;
+  len = strlen(route);
+  if ((rc = check_route(srv, route, len)) != 0) {
+    return rc;
   }
   r = route_entry(srv, route, len);
   if (!r) {
@@ -104,14 +128,14 @@ static int add_route_filter(pomelo_server *srv, const char *route, size_t len, i
   return add_filter(srv, after ? &r->after : &r->before, fn, ud);
 }
 
-int pomelo_server_before(pomelo_server *srv, const char *route, size_t route_len,
-                         pomelo_before_fn fn, void *user_data) {
-  return add_route_filter(srv, route, route_len, 0, (pm_fn)fn, user_data);
+int pomelo_server_before(pomelo_server *srv, const char *route, pomelo_before_fn fn,
+                         void *user_data) {
+  return add_route_filter(srv, route, 0, (pm_fn)fn, user_data);
 }
 
-int pomelo_server_after(pomelo_server *srv, const char *route, size_t route_len, pomelo_after_fn fn,
+int pomelo_server_after(pomelo_server *srv, const char *route, pomelo_after_fn fn,
                         void *user_data) {
-  return add_route_filter(srv, route, route_len, 1, (pm_fn)fn, user_data);
+  return add_route_filter(srv, route, 1, (pm_fn)fn, user_data);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -201,20 +225,22 @@ const pomelo_json_value *pomelo_request_json(pomelo_request *req) {
   return req->doc ? pomelo_json_root(req->doc) : NULL;
 }
 
+/* A notify's handle belongs to the dispatch that made it: answers do nothing, and the handle
+ * is freed when its handler returns. */
+static int is_notify(const pomelo_request *req) {
+  return req->msg.type != POMELO_MSG_REQUEST;
+}
+
 void pomelo_request_drop(pomelo_request *req) {
-  if (req) {
+  if (req && !is_notify(req)) {
     request_free(req);
   }
 }
 
-/* Sends the final body (or hands it to the backend reply) and frees the request. */
-static int deliver(pomelo_request *req, const char *body, size_t len) {
+/* Sends the final body of a request (or hands it to the backend reply) and frees it. */
+static int deliver_answer(pomelo_request *req, const char *body, size_t len) {
   pomelo_server *srv = req->srv;
   int rc = 0;
-  if (req->msg.type != POMELO_MSG_REQUEST) {
-    request_free(req); /* a notify is never answered */
-    return 0;
-  }
   if (req->reply) {
     req->reply(body, len, req->reply_arg);
   } else {
@@ -232,7 +258,19 @@ static int deliver(pomelo_request *req, const char *body, size_t len) {
       if (rc == 0) {
         srv->stats.responses++;
       }
+      pm_session_fail(s, rc); /* rather than leave the client waiting for it */
     }
+  }
+  request_free(req);
+  return rc;
+}
+
+/* A request that cannot be answered for lack of memory: its session is closed, the handle
+ * freed. */
+static int answer_failed(pomelo_request *req, int rc) {
+  pomelo_session *s = req->reply ? NULL : pomelo_server_session(req->srv, req->sid);
+  if (s) {
+    pm_session_fail(s, rc);
   }
   request_free(req);
   return rc;
@@ -299,6 +337,7 @@ static int run_after(pomelo_request *req, int err, const char *body, size_t len)
   return first;
 }
 
+/* Answers a request as error `err` (never 0) and frees it. */
 static int answer_error(pomelo_request *req, int err, const char *body, size_t len,
                         int run_filters) {
   pomelo_json_writer *w;
@@ -306,20 +345,18 @@ static int answer_error(pomelo_request *req, int err, const char *body, size_t l
   size_t tlen;
   int rc = pomelo_json_writer_new(&w, &req->srv->alloc, 0);
   if (rc) {
-    request_free(req);
-    return rc;
+    return answer_failed(req, rc);
   }
-  rc = error_body(req, err ? err : POMELO_ERR_CALLBACK, body, len, w);
+  rc = error_body(req, err, body, len, w);
   if (rc) {
     pomelo_json_writer_del(w);
-    request_free(req);
-    return rc;
+    return answer_failed(req, rc);
   }
   text = pomelo_json_writer_data(w, &tlen);
   if (run_filters) {
-    run_after(req, err ? err : POMELO_ERR_CALLBACK, text, tlen);
+    run_after(req, err, text, tlen);
   }
-  rc = deliver(req, text, tlen);
+  rc = deliver_answer(req, text, tlen);
   pomelo_json_writer_del(w);
   return rc;
 }
@@ -329,6 +366,9 @@ int pomelo_request_respond(pomelo_request *req, const char *body, size_t len) {
   if (!req || (!body && len)) {
     return POMELO_ERR_INVALID_ARG;
   }
+  if (is_notify(req)) {
+    return 0;
+  }
   if (!body || len == 0) {
     body = "{}";
     len = 2;
@@ -337,12 +377,15 @@ int pomelo_request_respond(pomelo_request *req, const char *body, size_t len) {
   if (err) {
     return answer_error(req, err, NULL, 0, 0);
   }
-  return deliver(req, body, len);
+  return deliver_answer(req, body, len);
 }
 
 int pomelo_request_error(pomelo_request *req, int err, const char *body, size_t len) {
-  if (!req || (!body && len)) {
+  if (!req || (!body && len) || err == 0) {
     return POMELO_ERR_INVALID_ARG;
+  }
+  if (is_notify(req)) {
+    return 0;
   }
   return answer_error(req, err, body, len, 1);
 }
@@ -368,7 +411,7 @@ int pomelo_server_respond(pomelo_server *srv, uint64_t sid, uint32_t id, const c
   if (rc == 0) {
     srv->stats.responses++;
   }
-  return rc;
+  return pm_session_fail(s, rc);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -395,57 +438,104 @@ static int rate_ok(pomelo_session *s) {
   return 1;
 }
 
-/* A request (with an id) that cannot be routed gets the real server's {"code":500}; a notify is
- * dropped. Returns 1 when an imported session was taken over by the (answered) request. */
-static int refuse(pomelo_session *s, const pomelo_msg *m, int err,
-                  void (*reply)(const char *, size_t, void *), void *arg) {
+/* Where a dispatched message's answer goes: to the session's client, or to a backend reply. */
+typedef struct dispatch_to {
+  void (*reply)(const char *body, size_t len, void *arg);
+  void *arg;
+  int owned; /* set when a request took over the (imported) session */
+} dispatch_to;
+
+/* Makes the request handle of `m` for `route` (NULL: none); it takes over an imported session. */
+static int make_request(pomelo_session *s, const pomelo_msg *m, pm_route *route, dispatch_to *to,
+                        pomelo_request **out) {
+  pomelo_request *req = request_new(s->srv, s, m, route);
+  if (!req) {
+    return POMELO_ERR_NOMEM; /* the imported session stays the caller's */
+  }
+  req->reply = to->reply;
+  req->reply_arg = to->arg;
+  to->owned = req->imported != NULL;
+  *out = req;
+  return 0;
+}
+
+/* A message nothing can route: a request gets the real server's {"code":500} through the error
+ * path (`err` tells on_error why); a notify is dropped. */
+static int refuse(pomelo_session *s, const pomelo_msg *m, int err, dispatch_to *to) {
   pomelo_request *req;
-  int req_owned = s->imported;
+  int rc;
   if (m->type != POMELO_MSG_REQUEST) {
     s->srv->stats.dropped_messages++;
     return 0;
   }
-  req = request_new(s->srv, s, m, NULL);
-  if (!req) {
-    return 0;
-  }
-  req->reply = reply;
-  req->reply_arg = arg;
-  answer_error(req, err, NULL, 0, 1); /* frees req, and with it an imported session */
-  return req_owned;
+  rc = make_request(s, m, NULL, to, &req);
+  return rc ? rc : answer_error(req, err, NULL, 0, 1);
 }
 
-static void forward(pomelo_session *s, const pomelo_msg *m) {
+static int forward(pomelo_session *s, const pomelo_msg *m) {
   pomelo_server *srv = s->srv;
   size_t len = 0;
   char *json;
-  if (pomelo_session_export(s, NULL, 0, &len) != POMELO_ERR_BUFFER_TOO_SMALL) {
-    return;
+  int rc = pomelo_session_export(s, NULL, 0, &len);
+  if (rc != POMELO_ERR_BUFFER_TOO_SMALL) {
+    return rc;
   }
   json = pm_malloc(&srv->alloc, len + 1);
   if (!json) {
-    return;
+    return POMELO_ERR_NOMEM;
   }
-  if (pomelo_session_export(s, json, len, &len) == 0) {
+  rc = pomelo_session_export(s, json, len, &len);
+  if (rc == 0) {
     json[len] = 0;
     srv->stats.forwarded++;
     srv->cb.on_forward(srv, s, json, len, m, srv->user_data);
   }
   pm_free(&srv->alloc, json);
+  return rc;
 }
 
-/* Routes one message for session `s` (a connected session, or an imported one with `reply`).
- * Returns 1 when the imported session was taken over by a request, else 0. */
-static int route_msg(pomelo_session *s, const pomelo_msg *m,
-                     void (*reply)(const char *, size_t, void *), void *arg) {
+/* Runs the before-filters, then the handler. A notify's handle is freed here once the handler
+ * returns; a request's lives until it is answered. */
+static int run_handler(pomelo_session *s, const pomelo_msg *m, pm_route *route, dispatch_to *to) {
   pomelo_server *srv = s->srv;
-  size_t type_len, method_off;
-  int dots, owned = 0;
-  pm_strmap_ent *e;
-  pm_route *route;
+  const pm_filters *lists[2];
   pomelo_request *req;
   uint32_t j;
-  int i;
+  int i, rc = make_request(s, m, route, to, &req);
+  if (rc) {
+    return rc;
+  }
+  lists[0] = &srv->before;
+  lists[1] = &route->before;
+  for (i = 0; i < 2; i++) {
+    for (j = 0; j < lists[i]->n; j++) {
+      pomelo_before_fn fn = (pomelo_before_fn)lists[i]->v[j].fn;
+      int err = fn(req, lists[i]->v[j].ud);
+      if (err) {
+        if (m->type == POMELO_MSG_REQUEST) {
+          return answer_error(req, err, NULL, 0, 1);
+        }
+        srv->stats.dropped_messages++;
+        request_free(req);
+        return 0;
+      }
+    }
+  }
+  route->fn(req, route->ud);
+  if (m->type != POMELO_MSG_REQUEST) {
+    request_free(req);
+  }
+  return 0;
+}
+
+/* Routes one message for session `s` (a connected session, or an imported one with a reply).
+ * Returns 0 or a fatal error. */
+static int route_msg(pomelo_session *s, const pomelo_msg *m, dispatch_to *to) {
+  pomelo_server *srv = s->srv;
+  size_t type_len, method_off;
+  int dots, err;
+  pm_strmap_ent *e;
+  pm_route *route;
 
   /* Spec 8.2: no dot at all, or a compressed route this server has no dictionary for: dropped
    * with no answer. */
@@ -458,79 +548,54 @@ static int route_msg(pomelo_session *s, const pomelo_msg *m,
       srv->stats.dropped_messages++;
       return 0;
     }
-    return refuse(s, m, POMELO_ERR_NOT_FOUND, reply, arg); /* 2 or 4+ parts: {"code":500} */
-  }
-  /* The 2019 guard of the real server: a method named "constructor" is an attack. */
-  if (m->route_len - method_off == 11 && memcmp(m->route + method_off, "constructor", 11) == 0) {
+    err = POMELO_ERR_ROUTE; /* 2 or 4+ parts: {"code":500} */
+  } else if (m->route_len - method_off == 11 &&
+             memcmp(m->route + method_off, "constructor", 11) == 0) {
+    /* The 2019 guard of the real server: a method named "constructor" is an attack. */
     if (s->conn) {
-      pomelo_conn_kick(s->conn, "attack", 6);
-      pm_session_touch(s);
+      pomelo_session_kick(s, "attack");
       return 0;
     }
-    return refuse(s, m, POMELO_ERR_INVALID_ARG, reply, arg);
-  }
-  if (type_len != srv->type_len || memcmp(m->route, srv->server_type, type_len) != 0) {
+    err = POMELO_ERR_ROUTE;
+  } else if (type_len != srv->type_len || memcmp(m->route, srv->server_type, type_len) != 0) {
     if (s->conn && srv->cb.on_forward) {
-      forward(s, m);
-      return 0;
+      return forward(s, m);
     }
-    return refuse(s, m, POMELO_ERR_NOT_FOUND, reply, arg);
-  }
-  e = pm_strmap_get(&srv->routes, m->route, m->route_len);
-  route = e ? e->val : NULL;
-  if (!route || !route->fn) {
-    return refuse(s, m, POMELO_ERR_NOT_FOUND, reply, arg);
-  }
-  req = request_new(srv, s, m, route);
-  if (!req) {
-    return 0;
-  }
-  req->reply = reply;
-  req->reply_arg = arg;
-  owned = req->imported != NULL;
-  {
-    const pm_filters *lists[2];
-    lists[0] = &srv->before;
-    lists[1] = &route->before;
-    for (i = 0; i < 2; i++) {
-      for (j = 0; j < lists[i]->n; j++) {
-        pomelo_before_fn fn = (pomelo_before_fn)lists[i]->v[j].fn;
-        int rc = fn(req, lists[i]->v[j].ud);
-        if (rc) {
-          if (m->type == POMELO_MSG_REQUEST) {
-            answer_error(req, rc, NULL, 0, 1);
-          } else {
-            srv->stats.dropped_messages++;
-            request_free(req);
-          }
-          return owned;
-        }
-      }
+    err = POMELO_ERR_ROUTE_TYPE;
+  } else {
+    e = pm_strmap_get(&srv->routes, m->route, m->route_len);
+    route = e ? e->val : NULL;
+    if (route && route->fn) {
+      return run_handler(s, m, route, to);
     }
+    err = POMELO_ERR_NO_HANDLER;
   }
-  route->fn(req, route->ud);
-  return owned;
+  if (srv->fallback && srv->fallback->fn) {
+    return run_handler(s, m, srv->fallback, to);
+  }
+  return refuse(s, m, err, to);
 }
 
-void pm_server_dispatch_msg(pomelo_session *s, const pomelo_msg *m) {
+int pm_server_dispatch_msg(pomelo_session *s, const pomelo_msg *m) {
   pomelo_server *srv = s->srv;
+  dispatch_to to;
   if (m->type == POMELO_MSG_REQUEST) {
     srv->stats.requests++;
   } else if (m->type == POMELO_MSG_NOTIFY) {
     srv->stats.notifies++;
   } else {
     srv->stats.dropped_messages++; /* a client does not send responses or pushes */
-    return;
+    return 0;
   }
   if (!rate_ok(s)) {
     srv->stats.rate_limited++;
     if (srv->set.rate_policy == POMELO_RATE_KICK) {
-      pomelo_conn_kick(s->conn, "rate limit", 10);
-      pm_session_touch(s);
+      pomelo_session_kick(s, "rate limit");
     }
-    return;
+    return 0;
   }
-  route_msg(s, m, NULL, NULL);
+  memset(&to, 0, sizeof to);
+  return route_msg(s, m, &to);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -609,6 +674,7 @@ int pomelo_server_dispatch(pomelo_server *srv, const char *session_json, size_t 
                            const pomelo_msg *msg,
                            void (*reply)(const char *body, size_t len, void *arg), void *arg) {
   pomelo_session *s;
+  dispatch_to to;
   int rc;
   if (!session_json || !msg || !reply ||
       (msg->type != POMELO_MSG_REQUEST && msg->type != POMELO_MSG_NOTIFY) ||
@@ -624,8 +690,12 @@ int pomelo_server_dispatch(pomelo_server *srv, const char *session_json, size_t 
   } else {
     srv->stats.notifies++;
   }
-  if (!route_msg(s, msg, reply, arg)) {
+  to.reply = reply;
+  to.arg = arg;
+  to.owned = 0;
+  rc = route_msg(s, msg, &to);
+  if (!to.owned) {
     pm_session_free_imported(s); /* no request took it over */
   }
-  return 0;
+  return rc;
 }

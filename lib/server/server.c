@@ -97,35 +97,103 @@ uint64_t pomelo_server_expiry(const pomelo_server *srv) {
   return srv->heap_len ? srv->heap[0]->deadline : PM_NO_DEADLINE;
 }
 
-static void report_output(pomelo_session *s) {
+/* ---------------------------------------------------------------------------------------------
+ * The ready list: the sessions that need the loop (output to write, a socket to close), FIFO.
+ * ------------------------------------------------------------------------------------------- */
+
+static void ready_add(pomelo_session *s) {
   pomelo_server *srv = s->srv;
-  if (srv->cb.on_output) {
-    srv->cb.on_output(srv, s, srv->user_data);
+  if (s->on_ready || !s->conn) {
+    return;
+  }
+  s->on_ready = 1;
+  s->ready_next = NULL;
+  s->ready_prev = srv->ready_tail;
+  if (srv->ready_tail) {
+    srv->ready_tail->ready_next = s;
+  } else {
+    srv->ready_head = s;
+  }
+  srv->ready_tail = s;
+  if (srv->ready_count++ == 0 && srv->cb.on_ready_list) {
+    srv->cb.on_ready_list(srv, srv->user_data);
   }
 }
 
-int pomelo_server_handle_expiry(pomelo_server *srv, uint64_t now) {
-  /* Each session handled at most once per call: collect the due ones first. */
+static void ready_remove(pomelo_session *s) {
+  pomelo_server *srv = s->srv;
+  if (!s->on_ready) {
+    return;
+  }
+  if (s->ready_prev) {
+    s->ready_prev->ready_next = s->ready_next;
+  } else {
+    srv->ready_head = s->ready_next;
+  }
+  if (s->ready_next) {
+    s->ready_next->ready_prev = s->ready_prev;
+  } else {
+    srv->ready_tail = s->ready_prev;
+  }
+  s->ready_next = s->ready_prev = NULL;
+  s->on_ready = 0;
+  srv->ready_count--;
+}
+
+pomelo_session *pomelo_server_next_ready(pomelo_server *srv, unsigned *what) {
+  pomelo_session *s;
+  while ((s = srv->ready_head) != NULL) {
+    unsigned w = 0;
+    ready_remove(s);
+    if (pomelo_conn_wants_close(s->conn)) {
+      w = POMELO_READY_CLOSE;
+    } else if (pomelo_conn_out_len(s->conn) && s->flush_at == PM_NO_DEADLINE) {
+      w = POMELO_READY_WRITE;
+    }
+    if (w) {
+      if (what) {
+        *what = w;
+      }
+      return s;
+    }
+  }
+  if (what) {
+    *what = 0;
+  }
+  return NULL;
+}
+
+size_t pomelo_server_ready_count(const pomelo_server *srv) {
+  return srv->ready_count;
+}
+
+void pomelo_server_handle_expiry(pomelo_server *srv, uint64_t now) {
   srv->now = PM_MAX(srv->now, now);
   while (srv->heap_len && srv->heap[0]->deadline <= now) {
     pomelo_session *s = srv->heap[0];
-    int rc;
     if (s->flush_at <= now) {
       s->flush_at = PM_NO_DEADLINE;
       if (pomelo_conn_out_len(s->conn)) {
-        report_output(s);
+        ready_add(s);
       }
     }
-    rc = pomelo_conn_handle_expiry(s->conn, now);
-    if (rc < 0) {
-      return rc;
+    if (pomelo_conn_handle_expiry(s->conn, now) < 0) {
+      srv->stats.errors++; /* the connection closed itself (POMELO_CLOSE_ERROR) */
     }
     pm_session_touch(s);
     if (s->heap_idx == 0 && s->deadline <= now) {
       heap_remove(srv, s); /* defensive: never loop on a deadline that does not move */
     }
   }
-  return 0;
+}
+
+int pm_session_fail(pomelo_session *s, int rc) {
+  if (pomelo_err_is_fatal(rc) && s->conn && !pomelo_conn_wants_close(s->conn)) {
+    s->srv->stats.errors++;
+    pm_conn_abort(s->conn, POMELO_CLOSE_ERROR);
+    pm_session_touch(s);
+  }
+  return rc;
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -158,14 +226,18 @@ static void cb_ready(pomelo_conn *c, void *ud) {
 }
 
 static void cb_message(pomelo_conn *c, const pomelo_msg *m, void *ud) {
+  pomelo_session *s = ud;
+  int rc = pm_server_dispatch_msg(s, m);
   (void)c;
-  pm_server_dispatch_msg(ud, m);
+  if (pomelo_err_is_fatal(rc) && !s->failed) {
+    s->failed = rc; /* pomelo_session_feed returns it; the session is closed below */
+    pm_session_fail(s, rc);
+  }
 }
 
 static void cb_output(pomelo_conn *c, void *ud) {
   pomelo_session *s = ud;
   pomelo_server *srv = s->srv;
-  (void)c;
   if (srv->set.flush_interval_ms && pomelo_conn_get_state(c) == POMELO_CONN_WORKING) {
     if (s->flush_at == PM_NO_DEADLINE) {
       s->flush_at = srv->now + srv->set.flush_interval_ms;
@@ -173,24 +245,18 @@ static void cb_output(pomelo_conn *c, void *ud) {
     }
     return;
   }
-  report_output(s);
+  ready_add(s);
 }
 
-static void notify_closed(pomelo_session *s, int reason) {
-  pomelo_server *srv = s->srv;
-  if (srv->cb.on_session_closed) {
-    srv->cb.on_session_closed(srv, s, reason, srv->user_data);
-  }
-  /* Whatever is still queued (a KICK, a close frame) must go out: tell the caller at once. */
-  if (s->conn && pomelo_conn_out_len(s->conn)) {
-    report_output(s);
-  }
+static void cb_closed(pomelo_conn *c, void *ud) {
+  (void)c;
+  ready_add(ud);
 }
 
+/* The connection stopped working (closing or closed): counted by reason. */
 static void cb_close(pomelo_conn *c, int reason, void *ud) {
   pomelo_session *s = ud;
   pomelo_server *srv = s->srv;
-  (void)c;
   switch (reason) {
   case POMELO_CLOSE_HEARTBEAT_TIMEOUT:
   case POMELO_CLOSE_IDLE_TIMEOUT:
@@ -215,27 +281,13 @@ static void cb_close(pomelo_conn *c, int reason, void *ud) {
   default:
     break;
   }
-  s->flush_at = PM_NO_DEADLINE;
-  s->closed_notified = 1;
-  if (srv->fanout) {
-    /* Inside a push to many sessions: the application hears of it once the push is over, so
-     * that its on_session_closed may leave or destroy the channel being pushed to. */
-    s->close_reason = (uint8_t)reason;
-    s->defer_next = srv->deferred;
-    srv->deferred = s;
-    return;
+  /* What is still queued (a KICK, a close frame) goes out now, batching or not. */
+  if (s->flush_at != PM_NO_DEADLINE) {
+    s->flush_at = PM_NO_DEADLINE;
+    pm_session_touch(s);
   }
-  notify_closed(s, reason);
-}
-
-void pm_server_fanout_end(pomelo_server *srv) {
-  if (--srv->fanout == 0) {
-    while (srv->deferred) {
-      pomelo_session *s = srv->deferred;
-      srv->deferred = s->defer_next;
-      s->defer_next = NULL;
-      notify_closed(s, s->close_reason);
-    }
+  if (pomelo_conn_out_len(c)) {
+    ready_add(s);
   }
 }
 
@@ -310,6 +362,7 @@ int pomelo_server_new(pomelo_server **out, const pomelo_server_settings *setting
     return rc;
   }
   srv->sh->counters = &srv->counters;
+  srv->sh->on_closed = cb_closed;
   srv->next_sid = 1;
   pm_idmap_init(&srv->by_sid);
   pm_strmap_init(&srv->by_uid);
@@ -346,6 +399,11 @@ void pomelo_server_del(pomelo_server *srv) {
       pm_free(&a, r->after.v);
       pm_free(&a, r);
     }
+  }
+  if (srv->fallback) {
+    pm_free(&a, srv->fallback->before.v);
+    pm_free(&a, srv->fallback->after.v);
+    pm_free(&a, srv->fallback);
   }
   pm_free(&a, srv->before.v);
   pm_free(&a, srv->after.v);
@@ -438,6 +496,13 @@ int pomelo_session_feed(pomelo_session *s, const uint8_t *data, size_t len, uint
   srv->now = PM_MAX(srv->now, now);
   srv->stats.bytes_in += len;
   rc = pomelo_conn_feed(s->conn, data, len, now);
+  if (pomelo_err_is_fatal(rc) && !s->failed) {
+    srv->stats.errors++; /* the connection closed itself (POMELO_CLOSE_ERROR) */
+  }
+  if (s->failed) {
+    rc = s->failed; /* a handler's answer could not be queued: the session was closed */
+    s->failed = 0;
+  }
   pm_session_touch(s);
   return rc;
 }
@@ -465,9 +530,13 @@ int pomelo_session_wants_close(const pomelo_session *s) {
   return !s->conn || pomelo_conn_wants_close(s->conn);
 }
 
+int pomelo_session_close_reason(const pomelo_session *s) {
+  return s->conn ? pomelo_conn_close_reason(s->conn) : POMELO_CLOSE_NONE;
+}
+
 void pomelo_session_peer_closed(pomelo_session *s) {
   if (s->conn) {
-    pomelo_conn_peer_closed(s->conn);
+    pomelo_conn_peer_closed(s->conn); /* cb_close counts, cb_closed puts it on the ready list */
     pm_session_touch(s);
   }
 }
@@ -494,6 +563,7 @@ static void free_session(pomelo_server *srv, pomelo_session *s) {
   pm_session_leave_channels(s);
   uid_unlink(s);
   heap_remove(srv, s);
+  ready_remove(s);
   pm_idmap_del(&srv->by_sid, &srv->alloc, s->sid);
   if (s->all_prev) {
     s->all_prev->all_next = s->all_next;
@@ -514,19 +584,19 @@ void pomelo_server_release(pomelo_server *srv, pomelo_session *s) {
   if (!s || s->srv != srv || !s->conn) {
     return;
   }
-  if (!s->closed_notified) {
-    pomelo_conn_peer_closed(s->conn); /* runs on_session_closed */
-  }
   free_session(srv, s);
 }
 
-void pomelo_server_shutdown(pomelo_server *srv, const char *reason, size_t reason_len) {
+void pomelo_server_shutdown(pomelo_server *srv, const char *reason) {
   pomelo_session *s;
   srv->shutting_down = 1;
   for (s = srv->all; s; s = s->all_next) {
     if (pomelo_conn_get_state(s->conn) < POMELO_CONN_CLOSING) {
-      if (pomelo_conn_kick(s->conn, reason, reason_len) == POMELO_ERR_INVALID_ARG) {
-        pomelo_conn_close(s->conn, POMELO_CLOSE_SHUTDOWN);
+      int rc = pm_conn_kick_as(s->conn, reason, POMELO_CLOSE_SHUTDOWN);
+      if (rc == POMELO_ERR_INVALID_ARG) {
+        pomelo_conn_close(s->conn, POMELO_CLOSE_SHUTDOWN); /* a reason that is not UTF-8 */
+      } else if (rc) {
+        srv->stats.errors++;
       }
       pm_session_touch(s);
     }
@@ -645,17 +715,13 @@ int pomelo_session_bind(pomelo_session *s, const char *uid, size_t len) {
   }
   e->val = s;
   srv->bound++;
-  /* After linking: the callbacks the kicks run may change the uid map. */
   if (s->uid_next && srv->set.uid_policy == POMELO_UID_KICK_OLDER) {
     pomelo_session *o;
-    srv->fanout++; /* on_session_closed runs after the loop */
     for (o = s->uid_next; o; o = o->uid_next) {
       if (pomelo_conn_get_state(o->conn) < POMELO_CONN_CLOSING) {
-        pomelo_conn_kick(o->conn, "replaced", 8);
-        pm_session_touch(o);
+        pomelo_session_kick(o, "replaced");
       }
     }
-    pm_server_fanout_end(srv);
   }
   return 0;
 }
@@ -682,28 +748,28 @@ size_t pomelo_server_sessions_by_uid(const pomelo_server *srv, const char *uid, 
   return n;
 }
 
-int pomelo_session_kick(pomelo_session *s, const char *reason, size_t reason_len) {
+int pomelo_session_kick(pomelo_session *s, const char *reason) {
   int rc;
   if (!s->conn) {
     return POMELO_ERR_STATE;
   }
-  rc = pomelo_conn_kick(s->conn, reason, reason_len);
+  rc = pomelo_conn_kick(s->conn, reason);
+  if (pomelo_err_is_fatal(rc)) {
+    s->srv->stats.errors++; /* the connection closed itself (POMELO_CLOSE_ERROR) */
+  }
   pm_session_touch(s);
   return rc;
 }
 
-size_t pomelo_server_kick_uid(pomelo_server *srv, const char *uid, size_t len, const char *reason,
-                              size_t reason_len) {
+size_t pomelo_server_kick_uid(pomelo_server *srv, const char *uid, size_t len, const char *reason) {
   pm_strmap_ent *e = uid ? pm_strmap_get(&srv->by_uid, uid, len) : NULL;
   pomelo_session *s;
   size_t n = 0;
-  srv->fanout++; /* on_session_closed (which may unbind) runs after the loop */
   for (s = e ? e->val : NULL; s; s = s->uid_next) {
-    if (pomelo_session_kick(s, reason, reason_len) == 0) {
+    if (pomelo_session_kick(s, reason) == 0) {
       n++;
     }
   }
-  pm_server_fanout_end(srv);
   return n;
 }
 
@@ -840,4 +906,5 @@ void pomelo_server_get_stats(const pomelo_server *srv, pomelo_server_stats *out)
   out->packages_in = srv->counters.packages_in;
   out->packages_out = srv->counters.packages_out;
   out->dropped_messages += srv->counters.messages_dropped;
+  out->too_large = srv->counters.too_large;
 }

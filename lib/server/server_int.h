@@ -60,10 +60,10 @@ struct pomelo_session {
   uint64_t flush_at;  /* batching: when to report the output (PM_NO_DEADLINE: nothing held) */
   int64_t tokens;     /* rate limit: milli-tokens */
   uint64_t tokens_at; /* when they were last refilled */
-  uint8_t closed_notified;
+  pomelo_session *ready_next, *ready_prev; /* the server's ready list, while on it */
+  uint8_t on_ready;                        /* on the ready list */
   uint8_t imported;
-  uint8_t close_reason;       /* while its notification is deferred */
-  pomelo_session *defer_next; /* the server's deferred notifications */
+  int failed; /* a fatal error met while the conn called us back (returned by the feed) */
 };
 
 typedef struct pm_member {
@@ -113,30 +113,33 @@ struct pomelo_server {
   pm_strmap routes;   /* route -> pm_route (val) */
   pm_strmap channels; /* name -> pomelo_channel (val) */
   pomelo_session *all;
+  pomelo_session *ready_head, *ready_tail; /* sessions that need the loop (FIFO) */
+  size_t ready_count;
+  pm_route *fallback; /* the default handler (pomelo_server_on with route NULL), or NULL */
   pomelo_session **heap;
   uint32_t heap_len, heap_cap;
   pm_filters before, after; /* global filters */
   pomelo_request *reqs;
   size_t sessions, bound;
   int shutting_down;
-  int fanout;               /* inside a push to many sessions (nesting depth) */
-  pomelo_session *deferred; /* sessions whose on_session_closed waits for the push to end */
 };
 
 /* server.c */
 void pm_session_touch(pomelo_session *s);
-/* A push to many sessions begins (srv->fanout++) and ends: the on_session_closed
- * notifications its slow-consumer closes caused are delivered at the end. */
-void pm_server_fanout_end(pomelo_server *srv);
+/* After a fatal error `rc` on a session's path: the session is closed (POMELO_CLOSE_ERROR,
+ * counted) so its client never silently misses a message. Returns rc. */
+int pm_session_fail(pomelo_session *s, int rc);
 void pm_session_free_imported(pomelo_session *s);
 /* dispatch.c */
-void pm_server_dispatch_msg(pomelo_session *s, const pomelo_msg *msg);
+/* Dispatches a message a connected session received. Returns 0 or a fatal error. */
+int pm_server_dispatch_msg(pomelo_session *s, const pomelo_msg *msg);
 void pm_server_release_requests(pomelo_server *srv);
 /* channel.c */
 void pm_channel_free(pomelo_channel *ch);
 void pm_session_leave_channels(pomelo_session *s);
 /* Queues a push frame for one session, applying the slow-consumer policy. Returns 0,
- * POMELO_ERR_STATE (not working), POMELO_ERR_LIMIT (dropped or disconnected) or an error. */
+ * POMELO_ERR_STATE (not working), POMELO_ERR_LIMIT (dropped or disconnected) or
+ * POMELO_ERR_NOMEM (the session was closed). */
 int pm_session_queue_push(pomelo_session *s, pomelo_frame *f);
 
 #endif /* POMELO_LIB_SERVER_INT_H */

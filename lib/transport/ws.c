@@ -600,6 +600,9 @@ static int frame_header(pm_ws *ws, const pm_ws_io *io) {
   }
   if (op < PM_WS_OP_CLOSE) {
     if (len > ws->max_message - ws->msg_len) {
+      if (io->too_large) {
+        io->too_large(io->ctx);
+      }
       return fail(ws, io, PM_WS_CLOSE_TOO_BIG, POMELO_ERR_WS_TOO_LARGE);
     }
     ws->msg_len += len;

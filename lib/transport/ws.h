@@ -42,6 +42,9 @@ typedef struct pm_ws_io {
   int (*check)(void *ctx, const char *path, size_t path_len, const char *origin, size_t origin_len);
   /* The handshake completed (server: 101 sent; client: 101 verified). May be NULL. */
   void (*open)(void *ctx);
+  /* A data message passed max_message: called before the close frame 1009 is sent, so the owner
+   * may queue a last message (a KICK). May be NULL. */
+  void (*too_large)(void *ctx);
 } pm_ws_io;
 
 typedef struct pm_ws pm_ws;
