@@ -638,7 +638,7 @@ static int frame_end(pm_ws *ws, const pm_ws_io *io) {
 
 /* Hands data-message bytes on; in a text message only the bytes before the first invalid UTF-8
  * byte, then the connection fails with 1007 (the same bytes however the input was split). */
-static int deliver(pm_ws *ws, const pm_ws_io *io, const uint8_t *p, size_t n) {
+static int emit_payload(pm_ws *ws, const pm_ws_io *io, const uint8_t *p, size_t n) {
   size_t ok = ws->msg_op == PM_WS_OP_TEXT ? utf8_step(ws, p, n) : n;
   int rc = ok ? io->payload(io->ctx, p, ok) : 0;
   if (rc) {
@@ -671,7 +671,7 @@ static int feed_frames(pm_ws *ws, const uint8_t *in, size_t len, const pm_ws_io 
         }
         ws->ctl_len = (uint8_t)(ws->ctl_len + take);
       } else if (!ws->masked) {
-        rc = deliver(ws, io, in + i, take);
+        rc = emit_payload(ws, io, in + i, take);
         if (rc) {
           return rc;
         }
@@ -683,7 +683,7 @@ static int feed_frames(pm_ws *ws, const uint8_t *in, size_t len, const pm_ws_io 
           size_t n = PM_MIN(take - done, sizeof chunk);
           memcpy(chunk, in + i + done, n);
           pm_ws_mask(chunk, n, ws->mask, ws->pos + done);
-          rc = deliver(ws, io, chunk, n);
+          rc = emit_payload(ws, io, chunk, n);
           if (rc) {
             return rc;
           }
