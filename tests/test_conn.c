@@ -785,6 +785,70 @@ static void test_server_nomem(void) {
   ok(saw && clean, "every failing allocation on the server path: no crash, no leak (%ld runs)", n);
 }
 
+/* Bytes handed out by out_iov stay valid until consumed or deleted, even across a hard close: an
+ * asynchronous write (libuv) may still be sending them. */
+static void test_iov_survives_close(void) {
+  static const int reasons[] = {0, 1, 2}; /* peer closed, heartbeat timeout, protocol error */
+  size_t k;
+  for (k = 0; k < sizeof reasons / sizeof reasons[0]; k++) {
+    test_alloc ta;
+    pomelo_conn *c = NULL;
+    pomelo_conn_callbacks cb = callbacks(0);
+    pomelo_conn_settings s;
+    struct iovec iov[8];
+    uint8_t copy[256];
+    size_t total = 0;
+    long live;
+    int i, n;
+    pomelo_msg m;
+    rec r;
+    memset(&r, 0, sizeof r);
+    r.check_result = 1;
+    test_alloc_init(&ta, 0);
+    pomelo_conn_settings_default(&s);
+    s.heartbeat_interval_ms = 3000;
+    pomelo_conn_new(&c, &s, &cb, &ta.a, 0, &r);
+    feed_pkg(c, POMELO_PKG_HANDSHAKE, BROWSER_HS, 0);
+    feed_pkg(c, POMELO_PKG_HANDSHAKE_ACK, NULL, 0);
+    memset(&m, 0, sizeof m);
+    m.type = POMELO_MSG_PUSH;
+    m.route = "onChat";
+    m.route_len = 6;
+    m.body = (const uint8_t *)"{\"msg\":\"still here\"}";
+    m.body_len = 20;
+    pomelo_conn_send(c, &m);
+    n = pomelo_conn_out_iov(c, iov, 8); /* handed to an asynchronous write */
+    for (i = 0; i < n; i++) {
+      memcpy(copy + total, iov[i].iov_base, iov[i].iov_len);
+      total += iov[i].iov_len;
+    }
+    live = ta.live;
+    if (reasons[k] == 0) {
+      pomelo_conn_peer_closed(c);
+    } else if (reasons[k] == 1) {
+      pomelo_conn_handle_expiry(c, 60000);
+    } else {
+      pomelo_conn_feed(c, (const uint8_t *)"\x07\x00\x00\x00", 4, 1);
+    }
+    ok(pomelo_conn_wants_close(c) && pomelo_conn_out_len(c) == 0 &&
+           pomelo_conn_out_iov(c, iov + 4, 4) == 0,
+       "hard close %zu: nothing is reported any more", k);
+    is_int(ta.live, live, "hard close %zu: but nothing was freed", k);
+    {
+      size_t pos = 0;
+      int same = 1;
+      for (i = 0; i < n; i++) {
+        same &= memcmp(copy + pos, iov[i].iov_base, iov[i].iov_len) == 0;
+        pos += iov[i].iov_len;
+      }
+      ok(same && pos == total, "hard close %zu: the handed-out bytes are intact", k);
+    }
+    pomelo_conn_out_consume(c, total, 2); /* the write completes later: harmless */
+    pomelo_conn_del(c);
+    is_int(ta.live, 0, "hard close %zu: freed by pomelo_conn_del", k);
+  }
+}
+
 /* ---------------------------------------------------------------------------------------------
  * Client role
  * ------------------------------------------------------------------------------------------- */
@@ -927,6 +991,7 @@ int main(void) {
   test_output_queue();
   test_server_splits();
   test_server_nomem();
+  test_iov_survives_close();
   test_client();
   test_back_to_back();
   is_str(pomelo_close_reason_name(POMELO_CLOSE_HEARTBEAT_TIMEOUT), "heartbeat_timeout", "name");

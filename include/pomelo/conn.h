@@ -222,7 +222,8 @@ POMELO_API int pomelo_conn_wants_close(const pomelo_conn *conn);
 POMELO_API int pomelo_conn_close_reason(const pomelo_conn *conn);
 
 /** The socket died or reached end of file: the connection is CLOSED with POMELO_CLOSE_PEER
- * (unless it was already closing for another reason) and queued output is dropped. */
+ * (unless it was already closing for another reason) and queued output is dropped (no longer
+ * reported; its memory stays valid until pomelo_conn_del, see pomelo_conn_out_iov). */
 POMELO_API void pomelo_conn_peer_closed(pomelo_conn *conn);
 
 /** The next deadline (ms) at which pomelo_conn_handle_expiry must be called, or UINT64_MAX when
@@ -236,7 +237,9 @@ POMELO_API int pomelo_conn_handle_expiry(pomelo_conn *conn, uint64_t now);
 
 /** Fills up to `max` iovecs with the queued output, in order, and returns how many it filled
  * (0 when nothing is queued). The memory stays valid until the bytes are consumed or the
- * connection is deleted. */
+ * connection is deleted, also when the connection closes in between (an asynchronous write, as
+ * libuv's uv_write, may still be sending them): a hard close (peer_closed, a timeout, a
+ * protocol error) stops reporting the queued output but frees it only in pomelo_conn_del. */
 POMELO_API int pomelo_conn_out_iov(const pomelo_conn *conn, struct iovec *iov, int max);
 
 /** The number of queued output bytes. */

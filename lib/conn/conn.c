@@ -124,17 +124,22 @@ static uint16_t ws_close_code(int reason) {
 }
 
 void pm_conn_close_now(pomelo_conn *c, int reason) {
-  int flush_close;
+  int flush_close = 0;
   if (c->state == POMELO_CONN_CLOSED) {
     return;
   }
   if (c->close_reason == POMELO_CLOSE_NONE) {
     c->close_reason = (uint8_t)reason;
   }
-  pm_outq_clear(&c->q, &c->sh->alloc);
   c->state = POMELO_CONN_CLOSING; /* no output is queued by anything but the close frame */
-  flush_close = reason != POMELO_CLOSE_PEER && c->ws && pm_ws_is_open(c->ws) &&
-                pm_conn_ws_close(c, ws_close_code(reason)) == 0 && c->q.bytes;
+  if (c->q.count || c->q.dropped) {
+    /* Queued output is dropped, but its bytes stay valid until pomelo_conn_del: the caller may
+     * be writing them (an asynchronous write holds the iovecs). Nothing more can follow them on
+     * the wire (a close frame after a partly written frame would be garbage). */
+    pm_outq_drop(&c->q);
+  } else if (reason != POMELO_CLOSE_PEER && c->ws && pm_ws_is_open(c->ws)) {
+    flush_close = pm_conn_ws_close(c, ws_close_code(reason)) == 0 && c->q.bytes;
+  }
   pm_pkg_decoder_fini(&c->dec);
   notify_close(c);
   if (!flush_close && c->state != POMELO_CONN_CLOSED) {

@@ -34,6 +34,9 @@ static int grow(pm_outq *q, const pomelo_allocator *a) {
 int pm_outq_push(pm_outq *q, const pomelo_allocator *a, pomelo_frame *frame, const uint8_t *data,
                  size_t len) {
   pm_out_entry *e;
+  if (q->dropped) {
+    return POMELO_ERR_STATE;
+  }
   if (q->count == q->cap && grow(q, a) != 0) {
     return POMELO_ERR_NOMEM;
   }
@@ -49,7 +52,7 @@ int pm_outq_push(pm_outq *q, const pomelo_allocator *a, pomelo_frame *frame, con
 int pm_outq_iov(const pm_outq *q, struct iovec *iov, int max) {
   uint32_t i;
   int n = 0;
-  for (i = 0; i < q->count && n < max; i++) {
+  for (i = 0; !q->dropped && i < q->count && n < max; i++) {
     const pm_out_entry *e = &q->ring[(q->head + i) % q->cap];
     size_t skip = i == 0 ? q->off : 0;
     iov[n].iov_base = (void *)(uintptr_t)(e->data + skip);
@@ -70,6 +73,9 @@ static void release_ring(pm_outq *q, const pomelo_allocator *a) {
 }
 
 void pm_outq_consume(pm_outq *q, const pomelo_allocator *a, size_t n) {
+  if (q->dropped) {
+    return;
+  }
   if (n > q->bytes) {
     n = q->bytes;
   }
@@ -110,5 +116,11 @@ void pm_outq_clear(pm_outq *q, const pomelo_allocator *a) {
     q->count--;
   }
   q->bytes = 0;
+  q->dropped = 0;
   release_ring(q, a);
+}
+
+void pm_outq_drop(pm_outq *q) {
+  q->dropped = 1;
+  q->bytes = 0;
 }

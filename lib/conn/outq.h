@@ -29,8 +29,9 @@ typedef struct pm_outq {
   uint32_t cap;
   uint32_t head;
   uint32_t count;
-  size_t off;   /* bytes of ring[head] already written */
-  size_t bytes; /* unwritten bytes in the queue */
+  uint8_t dropped; /* pm_outq_drop: nothing is reported any more; memory kept until clear */
+  size_t off;      /* bytes of ring[head] already written */
+  size_t bytes;    /* unwritten bytes in the queue */
   pm_out_entry inline_[PM_OUTQ_INLINE];
 } pm_outq;
 
@@ -41,7 +42,11 @@ int pm_outq_push(pm_outq *q, const pomelo_allocator *a, pomelo_frame *frame, con
                  size_t len);
 int pm_outq_iov(const pm_outq *q, struct iovec *iov, int max);
 void pm_outq_consume(pm_outq *q, const pomelo_allocator *a, size_t n);
-/* Drops everything queued. */
+/* Drops everything queued and frees it. */
 void pm_outq_clear(pm_outq *q, const pomelo_allocator *a);
+/* Drops everything queued without freeing it: the queue reports nothing any more (no bytes, no
+ * iovecs, consume does nothing, push fails with POMELO_ERR_STATE), but the bytes stay valid
+ * until pm_outq_clear, since the caller may still be writing them (an asynchronous write). */
+void pm_outq_drop(pm_outq *q);
 
 #endif /* POMELO_LIB_OUTQ_H */
