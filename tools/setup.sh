@@ -17,6 +17,10 @@ apt_packages=(
   clang:clang
   libclang-rt-14-dev:- # ASan/UBSan/libFuzzer runtimes for clang
   zlib1g-dev:-
+  libuv1-dev:-   # the examples on other loops (pomelo-echo-uv, -event, -tls)
+  libevent-dev:-
+  libssl-dev:-
+  openssl:openssl # the TLS test makes its certificate with it
   nodejs:node
   python3:python3
   clang-format:clang-format

@@ -447,9 +447,9 @@ static int start(server_loop **loop, const char *host, const char *gate_port, co
     return -1;
   }
   rc = server_loop_new(loop, &loop_cb, NULL);
-  rc = rc ? rc : server_loop_add(*loop, gate, host, gate_port, gate_bound, gate_bound_len);
+  rc = rc ? rc : server_loop_add(*loop, gate, host, gate_port, NULL, gate_bound, gate_bound_len);
   rc = rc ? rc
-          : server_loop_add(*loop, connector, host, conn_port, connector_port,
+          : server_loop_add(*loop, connector, host, conn_port, NULL, connector_port,
                             sizeof connector_port);
   if (rc) {
     fprintf(stderr, "pomelo-chat: cannot listen on %s:%s and %s:%s: %s\n", host, gate_port, host,

@@ -32,6 +32,7 @@ typedef struct entry { /* one server of the loop, and its listening socket */
   int kind;            /* KIND_LISTENER */
   int lfd;             /* -1 when it does not listen (or no longer) */
   pomelo_server *srv;
+  server_loop_stream stream; /* how its sockets carry bytes */
   struct entry *next;
 } entry;
 
@@ -40,7 +41,41 @@ typedef struct client { /* one accepted socket and its session */
   int fd;
   entry *owner;
   pomelo_session *s;
+  void *st; /* the stream's state */
 } client;
+
+/* Plain TCP: the socket as it is. */
+static int plain_state; /* its "state": any non-NULL pointer */
+
+static void *plain_open(void *stream_data, int fd) {
+  (void)fd;
+  return stream_data;
+}
+
+static ssize_t plain_read(void *st, int fd, uint8_t *buf, size_t cap) {
+  (void)st;
+  return read(fd, buf, cap);
+}
+
+static ssize_t plain_writev(void *st, int fd, const struct iovec *iov, int n) {
+  struct msghdr mh;
+  (void)st;
+  if (n == 0) {
+    return 0;
+  }
+  memset(&mh, 0, sizeof mh);
+  mh.msg_iov = (struct iovec *)(uintptr_t)iov;
+  mh.msg_iovlen = (size_t)n;
+  return sendmsg(fd, &mh, MSG_NOSIGNAL); /* EPIPE rather than SIGPIPE */
+}
+
+static void plain_close(void *st, int fd) {
+  (void)st;
+  (void)fd;
+}
+
+static const server_loop_stream plain = {plain_open, plain_read, plain_writev, plain_close,
+                                         &plain_state};
 
 struct server_loop {
   int ep;
@@ -50,6 +85,7 @@ struct server_loop {
   sigset_t old_mask;
   entry *servers;
   server_loop_callbacks cb;
+  uint64_t tick_at; /* the next on_tick (0: not started) */
   void *user_data;
   uint8_t *buf;
 };
@@ -110,6 +146,7 @@ static void finish(server_loop *l, client *c) {
   if (l->cb.on_session_done) {
     l->cb.on_session_done(l, c->owner->srv, c->s, l->user_data);
   }
+  c->owner->stream.close(c->st, c->fd);
   close(c->fd); /* also removes it from the epoll set */
   pomelo_server_release(c->owner->srv, c->s);
   free(c);
@@ -193,7 +230,7 @@ static int listen_on(const char *host, const char *port, char *bound, size_t bou
 }
 
 int server_loop_add(server_loop *l, pomelo_server *srv, const char *host, const char *port,
-                    char *bound, size_t bound_len) {
+                    const server_loop_stream *stream, char *bound, size_t bound_len) {
   entry *e = calloc(1, sizeof *e);
   int err;
   if (!e) {
@@ -202,6 +239,7 @@ int server_loop_add(server_loop *l, pomelo_server *srv, const char *host, const 
   e->kind = KIND_LISTENER;
   e->lfd = -1;
   e->srv = srv;
+  e->stream = stream ? *stream : plain;
   if (port) {
     struct epoll_event ev;
     err = listen_on(host, port, bound, bound_len, &e->lfd);
@@ -229,34 +267,28 @@ int server_loop_add(server_loop *l, pomelo_server *srv, const char *host, const 
  * ------------------------------------------------------------------------------------------- */
 
 /* Writes what the session has queued until it is all out or the socket would block (then
- * EPOLLOUT, edge-triggered, says when to go on). */
+ * EPOLLOUT, edge-triggered, says when to go on); first whatever the stream still holds. */
 static void do_write(client *c) {
-  while (pomelo_session_out_len(c->s) > 0) {
+  const server_loop_stream *io = &c->owner->stream;
+  ssize_t n = io->writev(c->st, c->fd, NULL, 0);
+  while (n >= 0 && pomelo_session_out_len(c->s) > 0) {
     struct iovec iov[WRITE_IOV];
-    struct msghdr mh;
-    ssize_t n;
-    memset(&mh, 0, sizeof mh);
-    mh.msg_iov = iov;
-    mh.msg_iovlen = (size_t)pomelo_session_out_iov(c->s, iov, WRITE_IOV);
-    n = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
-    if (n < 0 && errno == EINTR) {
-      continue;
+    n = io->writev(c->st, c->fd, iov, pomelo_session_out_iov(c->s, iov, WRITE_IOV));
+    if (n > 0) {
+      pomelo_session_out_consume(c->s, (size_t)n, server_loop_now());
     }
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      return;
-    }
-    if (n < 0) {
-      pomelo_session_peer_closed(c->s); /* ECONNRESET, EPIPE: the peer is gone */
-      return;
-    }
-    pomelo_session_out_consume(c->s, (size_t)n, server_loop_now());
+  }
+  if (n < 0 && errno == EINTR) {
+    do_write(c);
+  } else if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+    pomelo_session_peer_closed(c->s); /* ECONNRESET, EPIPE: the peer is gone */
   }
 }
 
 /* Reads until the socket would block (edge-triggered: all of it, now), feeding each chunk. */
 static void do_read(server_loop *l, client *c) {
   while (pomelo_session_state(c->s) < POMELO_CONN_CLOSING) {
-    ssize_t n = read(c->fd, l->buf, READ_BUF);
+    ssize_t n = c->owner->stream.read(c->st, c->fd, l->buf, READ_BUF);
     if (n > 0) {
       /* Handlers run inside. An error closed the session (the library sends what the peer
        * should see first); it comes back on the ready list. */
@@ -309,8 +341,12 @@ static void do_accept(server_loop *l, entry *e) {
     c->kind = KIND_CLIENT;
     c->fd = fd;
     c->owner = e;
-    rc = pomelo_server_accept(e->srv, server_loop_now(), c, &c->s);
+    c->st = e->stream.open(e->stream.stream_data, fd);
+    rc = c->st ? pomelo_server_accept(e->srv, server_loop_now(), c, &c->s) : POMELO_ERR_NOMEM;
     if (rc != 0) { /* POMELO_ERR_LIMIT (full), _STATE (shutting down), _NOMEM */
+      if (c->st) {
+        e->stream.close(c->st, fd);
+      }
       close(fd);
       free(c);
       continue;
@@ -319,6 +355,7 @@ static void do_accept(server_loop *l, entry *e) {
     ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET; /* once, for the socket's life */
     ev.data.ptr = c;
     if (epoll_ctl(l->ep, EPOLL_CTL_ADD, fd, &ev) != 0) {
+      e->stream.close(c->st, fd);
       close(fd);
       pomelo_server_release(e->srv, c->s);
       free(c);
@@ -358,6 +395,15 @@ static void drain(server_loop *l) {
 static int run_timers(server_loop *l, uint64_t until) {
   uint64_t now = server_loop_now(), next = until;
   entry *e;
+  if (l->cb.on_tick && l->cb.tick_ms) {
+    if (l->tick_at == 0) {
+      l->tick_at = now + l->cb.tick_ms;
+    } else if (now >= l->tick_at) {
+      l->tick_at = now + l->cb.tick_ms;
+      l->cb.on_tick(l, now, l->user_data);
+    }
+    next = l->tick_at < next ? l->tick_at : next;
+  }
   for (e = l->servers; e; e = e->next) {
     if (pomelo_server_expiry(e->srv) <= now) {
       pomelo_server_handle_expiry(e->srv, now);

@@ -17,6 +17,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
+#include <sys/uio.h>
 
 #include <pomelo/server.h>
 
@@ -28,7 +30,29 @@ typedef struct server_loop_callbacks {
    * the end of a shutdown): its uid, settings and channels are still there. The loop then
    * closes its socket and releases it. */
   void (*on_session_done)(server_loop *l, pomelo_server *srv, pomelo_session *s, void *user_data);
+  /** The application's own timer: runs every `tick_ms` (0: never) with the loop's `now`; its
+   * pushes are written in the same pass. */
+  void (*on_tick)(server_loop *l, uint64_t now, void *user_data);
+  uint32_t tick_ms;
 } server_loop_callbacks;
+
+/** How a server's sockets carry bytes, for a layer between the socket and the library (TLS:
+ * examples/tls/pomelo-echo-tls.c). NULL in server_loop_add: plain TCP (read, sendmsg). Each
+ * function gets the per-connection state `open` returned and the socket (non-blocking). */
+typedef struct server_loop_stream {
+  /** A socket was accepted: returns its state, or NULL to refuse it (the socket is closed). */
+  void *(*open)(void *stream_data, int fd);
+  /** Reads up to `cap` bytes for the library into `buf`: returns > 0 bytes, 0 at the end of the
+   * stream, or -1 with errno set (EAGAIN/EWOULDBLOCK: nothing now, EPOLLIN will come). */
+  ssize_t (*read)(void *st, int fd, uint8_t *buf, size_t cap);
+  /** Writes the library's bytes in `iov` (`n` of them; n 0: only flush what it still holds):
+   * returns how many bytes of `iov` it took (> 0, or 0 when n is 0 and all is flushed), or -1
+   * with errno (EAGAIN: the socket is full, EPOLLOUT will come). */
+  ssize_t (*writev)(void *st, int fd, const struct iovec *iov, int n);
+  /** The connection ends; the socket is closed after it. */
+  void (*close)(void *st, int fd);
+  void *stream_data; /**< given to open */
+} server_loop_stream;
 
 /** Creates a loop; SIGINT and SIGTERM are blocked in the calling thread and read through a
  * signalfd, SIGPIPE is ignored. Returns 0 or an errno value. */
@@ -40,11 +64,12 @@ void server_loop_del(server_loop *l);
 
 /** Adds `srv` to the loop (its timers and its ready list are driven from now on) and, when
  * `port` is not NULL, listens for it on host:port (numeric or a name; port "0" picks a free
- * one). The port really bound is written to `bound` (a buffer of `bound_len` bytes, may be
- * NULL). A server may be added once. Returns 0 or an errno value (EADDRINUSE, ...); a name
- * that does not resolve gives EADDRNOTAVAIL. */
+ * one), its connections carried by `stream` (NULL: plain TCP; copied). The port really bound is
+ * written to `bound` (a buffer of `bound_len` bytes, may be NULL). A server may be added once.
+ * Returns 0 or an errno value (EADDRINUSE, ...); a name that does not resolve gives
+ * EADDRNOTAVAIL. */
 int server_loop_add(server_loop *l, pomelo_server *srv, const char *host, const char *port,
-                    char *bound, size_t bound_len);
+                    const server_loop_stream *stream, char *bound, size_t bound_len);
 
 /** Runs until SIGINT or SIGTERM, then shuts down gracefully: the listeners close, every server
  * is shut down with `shutdown_reason` (each client past its handshake gets a KICK with it), and

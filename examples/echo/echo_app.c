@@ -61,7 +61,7 @@ static void on_any(pomelo_request *req, void *user_data) {
   (void)pomelo_request_respond(req, body, len);
 }
 
-int echo_server_new(pomelo_server **out, const echo_options *o) {
+int echo_server_new(pomelo_server **out, const echo_options *o, const pomelo_server_callbacks *cb) {
   pomelo_server_settings st;
   pomelo_json_writer *w;
   int rc = pomelo_json_writer_new(&w, NULL, 0); /* builds every response, reused */
@@ -70,7 +70,7 @@ int echo_server_new(pomelo_server **out, const echo_options *o) {
   }
   pomelo_server_settings_default(&st); /* type "connector", TCP and WebSocket on one port */
   st.conn.heartbeat_interval_ms = o->heartbeat_ms; /* silent clients go after 2 intervals */
-  rc = pomelo_server_new(out, &st, NULL, NULL, w);
+  rc = pomelo_server_new(out, &st, cb, NULL, w);
   if (rc == 0) {
     rc = pomelo_server_on(*out, NULL, on_any, w);
     if (rc) {

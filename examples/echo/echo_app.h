@@ -25,8 +25,9 @@ typedef struct echo_options {
 int echo_parse_args(int argc, char **argv, const char *prog, int tls, echo_options *o);
 
 /** Creates the echo server (server type "connector", TCP and WebSocket on one port, the
- * heartbeat of `o`) with its default handler. Returns 0 or a libpomelo error code. */
-int echo_server_new(pomelo_server **out, const echo_options *o);
+ * heartbeat of `o`) with its default handler and the loop's callbacks `cb` (may be NULL).
+ * Returns 0 or a libpomelo error code. */
+int echo_server_new(pomelo_server **out, const echo_options *o, const pomelo_server_callbacks *cb);
 
 /** Frees a server made by echo_server_new (its sessions too). Accepts NULL. */
 void echo_server_del(pomelo_server *srv);

@@ -31,14 +31,14 @@ int main(int argc, char **argv) {
   if (echo_parse_args(argc, argv, "pomelo-echo", 0, &o) != 0) {
     return 2;
   }
-  rc = echo_server_new(&srv, &o);
+  rc = echo_server_new(&srv, &o, NULL);
   if (rc) {
     fprintf(stderr, "pomelo-echo: %s\n", pomelo_strerror(rc));
     return 1;
   }
   rc = server_loop_new(&l, &cb, NULL);
   if (rc == 0) {
-    rc = server_loop_add(l, srv, o.host, o.port, port, sizeof port);
+    rc = server_loop_add(l, srv, o.host, o.port, NULL, port, sizeof port);
   }
   if (rc) {
     fprintf(stderr, "pomelo-echo: cannot listen on %s:%s: %s\n", o.host, o.port, strerror(rc));

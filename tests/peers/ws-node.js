@@ -15,7 +15,8 @@
 //   4. ping -> pong with the same payload (before and after the Pomelo handshake);
 //   5. the close code echoed (1000 and 4000);
 //   6. a request just under max_body (16-bit frame length) whose response needs a 64-bit one;
-//   7. a message over the limit (max_body + 4 bytes) -> close 1009;
+//   7. a message over the limit (max_body + 4 bytes) -> KICK {"reason":"message too large"},
+//      then close 1009; over raw TCP the same KICK, then the server closes;
 //   8. libpomelo's leniency (docs/transport.md): two packages in one message, and one package
 //      split across two messages, are both processed (the real server closes on the first and
 //      cannot reassemble the second; conn-probes.js compares the first against it);
@@ -27,7 +28,9 @@
 //      `FIXME: handle incomplete HTTP method`);
 //  11. raw-TCP Pomelo on the same port: handshake, ACK, heartbeat, request, notify.
 // pomelo-echo runs with heartbeat 3 s and must exit with status 0 on SIGTERM (so a sanitizer
-// report in an ASan build fails the test).
+// report in an ASan build fails the test), after a graceful shutdown: a WebSocket client and a
+// raw-TCP client connected at that moment each get KICK {"reason":"server shutting down"} and
+// then the close. Any loop the echo server runs on can be given (pomelo-echo-uv, ...).
 //
 // Environment: PEER_TESTS_REQUIRED=1 fails instead of skipping (exit 77) when node_modules is
 // missing. Exit status: 0 all passed, 1 a failure, 2 usage, 77 skipped.
@@ -58,7 +61,7 @@ try {
 } catch (e) {
   skipOrFail('node_modules is missing in ' + __dirname + ': run npm ci in tests/peers');
 }
-const { sleep, startEcho, startRelay, WsParser, packages } = require('./ws-wire.js');
+const { sleep, startEcho, startRelay, WsParser, packages, PomeloSocket } = require('./ws-wire.js');
 process.noDeprecation = true; // pomelo-protocol calls the deprecated `new Buffer()`
 
 const echoPath = process.argv[2];
@@ -93,6 +96,8 @@ function decodePkg(p) {
     const m = Message.decode(Buffer.from(p.body));
     out.msg = { id: m.id, type: m.type, route: m.route,
                 body: JSON.parse(Buffer.from(m.body).toString('utf8')) };
+  } else if (p.type === Package.TYPE_KICK) {
+    out.body = JSON.parse(Buffer.from(p.body).toString('utf8'));
   }
   return out;
 }
@@ -434,7 +439,10 @@ async function checkTooLarge(echo) {
   c.send(pkg);
   const info = await Promise.race([c.closed, sleep(WAIT_MS).then(() => ({ code: 'none' }))]);
   assert.strictEqual(info.code, 1009, 'closed with 1009 (message too big)');
-  return 'message of ' + pkg.length + ' bytes: close ' + info.code;
+  const kick = c.pkgs.find((p) => p.type === Package.TYPE_KICK);
+  assert(kick, 'a KICK came before the close');
+  assert.deepStrictEqual(kick.body, { reason: 'message too large' });
+  return 'message of ' + pkg.length + ' bytes: KICK "message too large", close ' + info.code;
 }
 
 async function checkLeniency(echo) {
@@ -510,50 +518,37 @@ async function checkSplitMethod(echo) {
     '(the real server closes: deliberate difference, spec 1.4)';
 }
 
+const rawClient = (port) => new PomeloSocket(net.connect(port, '127.0.0.1'));
+
 async function checkRawTcp(echo) {
-  const sock = net.connect(echo.port, '127.0.0.1');
-  let buf = Buffer.alloc(0);
-  const got = [];
-  let waiter = null;
-  sock.on('data', (d) => {
-    buf = Buffer.concat([buf, d]);
-    const { packages: l, rest } = packages(buf);
-    buf = buf.subarray(buf.length - rest);
-    for (const p of l) {
-      got.push(decodePkg(p));
-    }
-    if (waiter) {
-      waiter();
-    }
-  });
-  const until = (what, test) => new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('raw TCP: no ' + what)), WAIT_MS);
-    waiter = () => {
-      const v = test();
-      if (v) {
-        clearTimeout(timer);
-        waiter = null;
-        resolve(v);
-      }
-    };
-    waiter();
-  });
+  const c = rawClient(echo.port);
   try {
-    await new Promise((resolve, reject) => (sock.on('connect', resolve), sock.on('error', reject)));
-    sock.write(HS);
-    const hs = await until('handshake', () => got.find((p) => p.type === Package.TYPE_HANDSHAKE));
-    assert.strictEqual(hs.hs.code, 200);
-    sock.write(ACK);
-    await until('heartbeat', () => got.find((p) => p.type === Package.TYPE_HEARTBEAT));
-    sock.write(Buffer.concat([HB, request(1, { tcp: true })]));
-    const r = await until('response', () => got.find((p) => p.msg && p.msg.id === 1));
+    const hs = await c.handshake(JS_CLIENT_SYS);
+    assert.strictEqual(hs.code, 200);
+    c.sock.write(Buffer.concat([HB, request(1, { tcp: true })]));
+    const r = await c.until('response', () => c.got.find((p) => p.msg && p.msg.id === 1));
     assert.deepStrictEqual(r.msg.body, echoed(ROUTE, { tcp: true }));
-    sock.write(notify({ tcp: 'push' }, 'chat.chatHandler.send'));
-    const p = await until('push', () => got.find((x) => x.msg && x.msg.route === 'onEcho'));
+    c.sock.write(notify({ tcp: 'push' }, 'chat.chatHandler.send'));
+    const p = await c.until('push', () => c.got.find((x) => x.msg && x.msg.route === 'onEcho'));
     assert.deepStrictEqual(p.msg.body, { tcp: 'push' });
     return 'handshake 200, heartbeats, response id 1, push onEcho';
   } finally {
-    sock.destroy();
+    c.sock.destroy();
+  }
+}
+
+async function checkTooLargeTcp(echo) {
+  const c = rawClient(echo.port);
+  try {
+    await c.handshake();
+    // A header claiming 65 537 body bytes, one over max_body; the body is never sent.
+    c.sock.write(Buffer.from([4, 0x01, 0x00, 0x01, 0x20, 0x20]));
+    const k = await c.kick();
+    assert.deepStrictEqual(k.body, { reason: 'message too large' });
+    await Promise.race([c.ended, sleep(WAIT_MS).then(() => { throw new Error('not closed'); })]);
+    return 'KICK {"reason":"message too large"}, then closed';
+  } finally {
+    c.sock.destroy();
   }
 }
 
@@ -581,6 +576,7 @@ async function main() {
     ['bad upgrade requests', checkBadUpgrades],
     ['the hybrid port with the method split across writes', checkSplitMethod],
     ['raw TCP on the same port', checkRawTcp],
+    ['a raw-TCP package over the limit', checkTooLargeTcp],
   ];
   const took = [];
   const results = await Promise.allSettled(checks.map(async ([, fn], i) => {
@@ -591,8 +587,23 @@ async function main() {
       took[i] = ((Date.now() - t) / 1000).toFixed(1) + ' s';
     }
   }));
+  // Two clients connected when the server is told to stop: each gets the shutdown KICK.
+  const wsc = await connect(echo.port);
+  await wsc.handshake();
+  const tcpc = rawClient(echo.port);
+  await tcpc.handshake();
   const exit = await echo.stop();
-  console.log('1..' + (checks.length + 1));
+  const kicked = await Promise.allSettled([
+    wsc.pkg(Package.TYPE_KICK).then(async (k) => {
+      assert.deepStrictEqual(k.body, { reason: 'server shutting down' });
+      await wsc.closed;
+    }),
+    tcpc.kick().then(async (k) => {
+      assert.deepStrictEqual(k.body, { reason: 'server shutting down' });
+      await tcpc.ended;
+    }),
+  ]);
+  console.log('1..' + (checks.length + 2));
   let failed = 0;
   results.forEach((res, i) => {
     if (res.status === 'fulfilled') {
@@ -611,8 +622,17 @@ async function main() {
                 'SIGTERM: ' + exit);
     console.log(echo.stderr().slice(-4000).replace(/^/gm, '# '));
   }
+  const bad = kicked.filter((k) => k.status !== 'fulfilled');
+  if (bad.length === 0) {
+    console.log('ok ' + (checks.length + 2) + ' - on SIGTERM a WebSocket and a raw-TCP client ' +
+                'each got KICK {"reason":"server shutting down"}, then the close');
+  } else {
+    failed++;
+    console.log('not ok ' + (checks.length + 2) + ' - shutdown KICK: ' +
+                bad.map((k) => String(k.reason)).join('; '));
+  }
   console.log('# ' + ((Date.now() - t0) / 1000).toFixed(1) + ' s in all');
-  console.log('ws-node: ' + (checks.length + 1 - failed) + ' passed, ' + failed + ' failed');
+  console.log('ws-node: ' + (checks.length + 2 - failed) + ' passed, ' + failed + ' failed');
   clearTimeout(limit);
   process.exit(failed ? 1 : 0);
 }

@@ -8,6 +8,9 @@
 //   (WsParser), so a test can check what a client and a server really sent, and when.
 // - WsParser: an incremental parser of one direction of a WebSocket connection.
 // - packages(buf): the Pomelo packages in a buffer (whole ones only; the rest is reported).
+// - PomeloSocket(sock): raw-TCP Pomelo over a connected stream (a net or tls socket), packages
+//   encoded and decoded with the real pomelo-protocol: handshake(), request(), notify(), and
+//   until(what, test) for anything that arrives.
 'use strict';
 
 const childProcess = require('child_process');
@@ -238,4 +241,106 @@ function startRelay(host, port) {
   });
 }
 
-module.exports = { sleep, startEcho, startRelay, WsParser, packages };
+// ---------------------------------------------------------------------------------------------
+// Raw-TCP Pomelo over a stream
+
+const WAIT_MS = 3000;
+
+class PomeloSocket {
+  // `sock`: a net.Socket or tls.TLSSocket, connecting or connected; `ready` the event that says
+  // it is ('connect' or 'secureConnect').
+  constructor(sock, ready = 'connect') {
+    const { Package, Message } = require('pomelo-protocol'); // the node branch: Buffer
+    this.Package = Package;
+    this.Message = Message;
+    this.sock = sock;
+    this.got = [];
+    this.waiters = [];
+    this.buf = Buffer.alloc(0);
+    this.sock.on('error', (e) => (this.error = e));
+    this.ended = new Promise((resolve) => this.sock.on('close', resolve));
+    this.connected = new Promise((resolve, reject) => {
+      this.sock.on(ready, resolve);
+      this.sock.on('error', reject);
+    });
+    this.sock.on('data', (d) => {
+      this.buf = Buffer.concat([this.buf, d]);
+      const { packages: l, rest } = packages(this.buf);
+      this.buf = this.buf.subarray(this.buf.length - rest);
+      for (const p of l) {
+        const o = { type: p.type };
+        if (p.type === Package.TYPE_DATA) {
+          const m = Message.decode(p.body);
+          o.msg = { id: m.id, type: m.type, route: m.route,
+                    body: JSON.parse(Buffer.from(m.body).toString()) }; /* Uint8Array or Buffer */
+        } else if (p.body.length) {
+          o.body = JSON.parse(p.body.toString());
+        }
+        this.got.push(o);
+      }
+      this.waiters = this.waiters.filter((w) => !w());
+    });
+  }
+
+  // Resolves with the first value test() returns truthy (now or on an arrival), or rejects
+  // after `ms`.
+  until(what, test, ms = WAIT_MS) {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('no ' + what + ' in ' + ms + ' ms')), ms);
+      const w = () => {
+        const v = test();
+        if (v) {
+          clearTimeout(timer);
+          resolve(v);
+        }
+        return v;
+      };
+      if (!w()) {
+        this.waiters.push(w);
+      }
+    });
+  }
+
+  send(type, body) {
+    this.sock.write(this.Package.encode(type, body));
+  }
+
+  // Handshake (`sys` as given), ACK, and the server's first heartbeat; resolves with the answer.
+  async handshake(sys = { type: 'node-tcp', version: '1' }) {
+    await this.connected;
+    this.send(this.Package.TYPE_HANDSHAKE, Buffer.from(JSON.stringify({ sys })));
+    const hs = await this.until('handshake', () =>
+      this.got.find((p) => p.type === this.Package.TYPE_HANDSHAKE));
+    this.send(this.Package.TYPE_HANDSHAKE_ACK);
+    await this.until('heartbeat', () =>
+      this.got.find((p) => p.type === this.Package.TYPE_HEARTBEAT));
+    return hs.body;
+  }
+
+  request(id, route, body) {
+    this.send(this.Package.TYPE_DATA, this.Message.encode(id, this.Message.TYPE_REQUEST, 0, route,
+                                                          Buffer.from(JSON.stringify(body))));
+    return this.until('response ' + id, () =>
+      this.got.find((p) => p.msg && p.msg.type === this.Message.TYPE_RESPONSE && p.msg.id === id));
+  }
+
+  notify(route, body) {
+    this.send(this.Package.TYPE_DATA, this.Message.encode(0, this.Message.TYPE_NOTIFY, 0, route,
+                                                          Buffer.from(JSON.stringify(body))));
+  }
+
+  // The n-th push (0-based) on `route`.
+  push(route, n = 0, ms = WAIT_MS) {
+    return this.until('push ' + route + ' #' + n, () => {
+      const l = this.got.filter((p) => p.msg && p.msg.type === this.Message.TYPE_PUSH &&
+                                       p.msg.route === route);
+      return l.length > n ? l[n] : null;
+    }, ms);
+  }
+
+  kick() {
+    return this.until('KICK', () => this.got.find((p) => p.type === this.Package.TYPE_KICK));
+  }
+}
+
+module.exports = { sleep, startEcho, startRelay, WsParser, packages, PomeloSocket };
