@@ -21,6 +21,7 @@ apt_packages=(
   libevent-dev:-
   libssl-dev:-
   openssl:openssl # the TLS test makes its certificate with it
+  chromium:chromium # the chat page's browser test (tests/peers/chat-browser.js)
   nodejs:node
   python3:python3
   clang-format:clang-format

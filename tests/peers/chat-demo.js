@@ -7,7 +7,7 @@
 // 1. The page (examples/chat/web): index.html, the files it references (scripts and style sheet)
 //    exist, the three npm libraries are referenced under node_modules/ and installed there (npm ci
 //    in examples/chat/web) at the versions pinned in its package.json and package-lock.json, the
-//    same as tests/peers'. The page itself is not run in a browser (no Chromium here).
+//    same as tests/peers'. (chat-browser.js runs the page itself in headless Chromium.)
 // 2. Each browser user is one vm context that plays the page: `window` is the context's global
 //    object, and the page's scripts run in it in the order of index.html, inline ones included:
 //    emitter.js (the page's EventEmitter), pomelo-protocol's browser branch (window.Protocol,

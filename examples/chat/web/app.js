@@ -222,9 +222,10 @@
       addLine('note', '', 'You entered ' + rid + '.');
     } catch (e) {
       setStatus('not connected');
+      // Matched on the message as connect() wrote it, before its first letter is capitalised.
+      const refused = /^cannot connect/.test(e.message);
       const why = e.message.charAt(0).toUpperCase() + e.message.slice(1);
-      $('login-error').textContent = why +
-        (/cannot connect/.test(why) ? ' (is pomelo-chat running?)' : '.');
+      $('login-error').textContent = why + (refused ? ' (is pomelo-chat running?)' : '.');
     } finally {
       $('enter').disabled = false;
     }
