@@ -9,7 +9,8 @@
 # Environment: BUILD_DIR (default build-bench at the top of the tree), SIZES (default
 # 1000,10000,100000), REPS (runs per figure, default 21), ROUNDS (default 1: run everything this
 # many times, alternating C and node, and summarise the median of the rounds), NODE (default
-# node).
+# node), IDLE (1: then also bench/idle.sh, idle connections to pomelo-echo and the real server,
+# about 6 minutes more; default 0).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -180,3 +181,8 @@ END {
 }' "$out/all"
 echo
 echo "One noisy machine: compare ratios measured in the same run, not absolute figures."
+if [ "${IDLE:-0}" = 1 ]; then
+  echo
+  echo "== Idle connections (bench/idle.sh) =="
+  BUILD_DIR=$build NODE=$node bash "$here/idle.sh"
+fi

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -122,6 +123,14 @@ int server_loop_new(server_loop **out, const server_loop_callbacks *cb, void *us
   if (signal(SIGPIPE, SIG_IGN) == SIG_ERR || sigprocmask(SIG_BLOCK, &mask, &l->old_mask) != 0) {
     free(l);
     return errno;
+  }
+  {
+    /* One descriptor per client: take all the process may have (the soft limit is often 1024). */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+      rl.rlim_cur = rl.rlim_max;
+      (void)setrlimit(RLIMIT_NOFILE, &rl); /* best effort: the old limit still works */
+    }
   }
   l->buf = malloc(READ_BUF);
   l->ep = epoll_create1(EPOLL_CLOEXEC);
@@ -286,13 +295,16 @@ static void do_write(client *c) {
 }
 
 /* Reads until the socket would block (edge-triggered: all of it, now), feeding each chunk. */
-static void do_read(server_loop *l, client *c) {
+static void do_read(server_loop *l, client *c, int hup) {
   while (pomelo_session_state(c->s) < POMELO_CONN_CLOSING) {
     ssize_t n = c->owner->stream.read(c->st, c->fd, l->buf, READ_BUF);
     if (n > 0) {
       /* Handlers run inside. An error closed the session (the library sends what the peer
        * should see first); it comes back on the ready list. */
       (void)pomelo_session_feed(c->s, l->buf, (size_t)n, server_loop_now());
+      if ((size_t)n < READ_BUF && !hup) {
+        return; /* a short read emptied the socket: no read just to hear EAGAIN */
+      }
       continue;
     }
     if (n < 0 && errno == EINTR) {
@@ -470,7 +482,7 @@ int server_loop_run(server_loop *l, const char *shutdown_reason, uint32_t grace_
       if (kind == KIND_CLIENT) {
         client *c = evs[i].data.ptr;
         if (evs[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
-          do_read(l, c);
+          do_read(l, c, (evs[i].events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0);
         }
         if (evs[i].events & EPOLLOUT) {
           do_write(c);

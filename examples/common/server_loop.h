@@ -42,8 +42,9 @@ typedef struct server_loop_callbacks {
 typedef struct server_loop_stream {
   /** A socket was accepted: returns its state, or NULL to refuse it (the socket is closed). */
   void *(*open)(void *stream_data, int fd);
-  /** Reads up to `cap` bytes for the library into `buf`: returns > 0 bytes, 0 at the end of the
-   * stream, or -1 with errno set (EAGAIN/EWOULDBLOCK: nothing now, EPOLLIN will come). */
+  /** Reads up to `cap` bytes for the library into `buf`: returns > 0 bytes (fewer than `cap`
+   * only when nothing more can be read now: the loop then waits for the next EPOLLIN), 0 at
+   * the end of the stream, or -1 with errno set (EAGAIN/EWOULDBLOCK: nothing now). */
   ssize_t (*read)(void *st, int fd, uint8_t *buf, size_t cap);
   /** Writes the library's bytes in `iov` (`n` of them; n 0: only flush what it still holds):
    * returns how many bytes of `iov` it took (> 0, or 0 when n is 0 and all is flushed), or -1
@@ -55,7 +56,8 @@ typedef struct server_loop_stream {
 } server_loop_stream;
 
 /** Creates a loop; SIGINT and SIGTERM are blocked in the calling thread and read through a
- * signalfd, SIGPIPE is ignored. Returns 0 or an errno value. */
+ * signalfd, SIGPIPE is ignored, the open-file limit is raised to its hard maximum. Returns 0 or an
+ * errno value. */
 int server_loop_new(server_loop **out, const server_loop_callbacks *cb, void *user_data);
 
 /** Frees the loop, closing every socket it holds (the servers are the caller's: delete them

@@ -35,6 +35,7 @@ typedef struct tls_conn {
   SSL *ssl;
   BIO *in;  /* socket -> OpenSSL (owned by ssl) */
   BIO *out; /* OpenSSL -> socket (owned by ssl) */
+  int eof;  /* the stream ended (close_notify or end of file): read returns 0 from now on */
 } tls_conn;
 
 static void *tls_open(void *stream_data, int fd) {
@@ -92,36 +93,53 @@ static ssize_t tls_failed(void) {
   return -1;
 }
 
+/* Plaintext for the library: as much as fits in `buf` or is there (the loop reads again only
+ * when a read fills the buffer). */
 static ssize_t tls_read(void *st, int fd, uint8_t *buf, size_t cap) {
   tls_conn *t = st;
-  for (;;) {
-    int n = SSL_read(t->ssl, buf, cap > INT32_MAX ? INT32_MAX : (int)cap), err;
+  size_t got = 0;
+  if (t->eof) {
+    return 0;
+  }
+  while (got < cap) {
+    size_t want = cap - got;
+    int n = SSL_read(t->ssl, buf + got, want > INT32_MAX ? INT32_MAX : (int)want), err;
     if (n > 0) {
-      flush_out(t, fd); /* a TLS 1.3 ticket or a key update may be waiting; EAGAIN is fine */
-      return n;
+      got += (size_t)n;
+      continue;
     }
     err = SSL_get_error(t->ssl, n);
-    if (err == SSL_ERROR_ZERO_RETURN) {
-      return 0; /* close_notify: the end of the stream */
+    if (err == SSL_ERROR_ZERO_RETURN) { /* close_notify: the end of the stream */
+      t->eof = 1;
+      break;
     }
     if (err != SSL_ERROR_WANT_READ) {
-      return tls_failed();
+      return got ? (ssize_t)got : tls_failed();
     }
     /* OpenSSL wants more: answer what it has to say (the handshake), then read the socket. */
     if (flush_out(t, fd) < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
-      return -1;
+      return got ? (ssize_t)got : -1;
     }
     {
       char raw[16 * 1024];
-      ssize_t got = read(fd, raw, sizeof raw);
-      if (got <= 0) {
-        return got; /* 0: the peer closed; -1: EAGAIN (EPOLLIN will come) or an error */
+      ssize_t r = read(fd, raw, sizeof raw);
+      if (r == 0) {
+        t->eof = 1; /* the peer closed without close_notify */
+        break;
       }
-      if (BIO_write(t->in, raw, (int)got) != (int)got) {
+      if (r < 0) {
+        if (got) {
+          break; /* EAGAIN with plaintext in hand: a short read, as the loop expects */
+        }
+        return -1; /* EAGAIN (EPOLLIN will come) or an error */
+      }
+      if (BIO_write(t->in, raw, (int)r) != (int)r) {
         return tls_failed();
       }
     }
   }
+  flush_out(t, fd); /* a TLS 1.3 ticket or a key update may be waiting; EAGAIN is fine */
+  return got ? (ssize_t)got : 0;
 }
 
 static ssize_t tls_writev(void *st, int fd, const struct iovec *iov, int n) {

@@ -9,8 +9,10 @@
 //   await srv.stop();                         // kills the whole process group, removes dir
 // By hand:
 //   node tests/peers/pomelo-server/start.js [--keep]          (runs until Ctrl-C)
-//   node tests/peers/pomelo-server/start.js -- CMD ARGS...    (runs CMD with POMELO_HOST and
-//                                                              POMELO_PORT set, then stops)
+//   node tests/peers/pomelo-server/start.js -- CMD ARGS...    (runs CMD with POMELO_HOST,
+//                                                              POMELO_PORT and POMELO_PGID,
+//                                                              the servers' process group, set;
+//                                                              then stops)
 //
 // How (everything bounded in time, everything on 127.0.0.1):
 // 1. `pomelo init` from node_modules/.bin (answering "1", websocket/hybrid connector, to its
@@ -297,6 +299,7 @@ if (require.main === module) {
         env: Object.assign({}, process.env, {
           POMELO_HOST: srv.host,
           POMELO_PORT: String(srv.port),
+          POMELO_PGID: String(srv.pid), // the master's pid: the group of master and connector
         }),
       });
       run.on('exit', async (code, signal) => {
