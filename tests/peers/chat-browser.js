@@ -35,7 +35,6 @@
 'use strict';
 
 const assert = require('assert');
-const childProcess = require('child_process');
 const fs = require('fs');
 const http = require('http');
 const net = require('net');
@@ -101,50 +100,7 @@ if (!chatPath) {
 const { chromium } = require('playwright-core');
 
 const say = console.log.bind(console);
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-
-// ---------------------------------------------------------------------------------------------
-// pomelo-chat
-
-function startChat() {
-  return new Promise((resolve, reject) => {
-    const args = ['--host', '127.0.0.1', '--gate-port', '0', '--port', '0'];
-    const child = childProcess.spawn(chatPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    let started = false;
-    const timer = setTimeout(() => reject(new Error('pomelo-chat did not start in 10 s')), 10000);
-    const exited = new Promise((res) => child.on('exit', (code, sig) => res(sig || code)));
-    child.stderr.on('data', (d) => (err += d));
-    child.stdout.on('data', (d) => {
-      out += d;
-      const m = /^gate on (\S+):(\d+), connector on (\S+):(\d+)$/m.exec(out);
-      if (m && !started) {
-        started = true;
-        clearTimeout(timer);
-        resolve({
-          pid: child.pid,
-          host: m[1],
-          gatePort: Number(m[2]),
-          connectorPort: Number(m[4]),
-          stderr: () => err,
-          stop: () => {
-            child.kill('SIGTERM');
-            return Promise.race([exited, sleep(5000).then(() => 'no exit in 5 s')]);
-          },
-        });
-      }
-    });
-    child.on('error', (e) => (clearTimeout(timer), reject(e)));
-    child.on('exit', (code) => {
-      clearTimeout(timer);
-      if (!started) {
-        reject(new Error('pomelo-chat exited (' + code + '): ' + err));
-      }
-    });
-    process.on('exit', () => child.kill('SIGKILL'));
-  });
-}
+const { sleep, startChat } = require('./ws-wire.js'); // pomelo-chat on free ports
 
 // ---------------------------------------------------------------------------------------------
 // The page's files over http, from examples/chat/web only; every request is recorded.
@@ -371,7 +327,7 @@ async function main() {
 
   const requests = [];
   const log = [];
-  const chat = await startChat();
+  const chat = await startChat(chatPath);
   const host = chat.host;
   say('# pomelo-chat (pid ' + chat.pid + '): gate on ' + host + ':' + chat.gatePort +
       ', connector on ' + host + ':' + chat.connectorPort);

@@ -89,19 +89,9 @@ const WebSocket = require('ws');
 const { Package, Message } = Protocol;
 
 const say = console.log.bind(console);
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+const { sleep, startChat, withTimeout } = require('./ws-wire.js');
 // Plain data of this realm (bodies parsed in a vm context have that context's prototypes).
 const plain = (v) => (v === undefined ? v : JSON.parse(JSON.stringify(v)));
-
-function withTimeout(promise, what, ms = WAIT_MS) {
-  let timer;
-  return Promise.race([
-    promise,
-    new Promise((resolve, reject) => {
-      timer = setTimeout(() => reject(new Error('no ' + what + ' in ' + ms + ' ms')), ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
-}
 
 // ---------------------------------------------------------------------------------------------
 // The page
@@ -346,48 +336,6 @@ function startClientTool(toolPath) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// pomelo-chat
-
-function startChat() {
-  return new Promise((resolve, reject) => {
-    const args = ['--host', '127.0.0.1', '--gate-port', '0', '--port', '0'];
-    const child = childProcess.spawn(chatPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    let started = false;
-    const timer = setTimeout(() => reject(new Error('pomelo-chat did not start in 10 s')), 10000);
-    const exited = new Promise((res) => child.on('exit', (code, sig) => res(sig || code)));
-    child.stderr.on('data', (d) => (err += d));
-    child.stdout.on('data', (d) => {
-      out += d;
-      const m = /^gate on (\S+):(\d+), connector on (\S+):(\d+)$/m.exec(out);
-      if (m && !started) {
-        started = true;
-        clearTimeout(timer);
-        resolve({
-          host: m[1],
-          gatePort: Number(m[2]),
-          connectorPort: Number(m[4]),
-          stderr: () => err,
-          stop: () => {
-            child.kill('SIGTERM');
-            return Promise.race([exited, sleep(5000).then(() => 'no exit in 5 s')]);
-          },
-        });
-      }
-    });
-    child.on('error', (e) => (clearTimeout(timer), reject(e)));
-    child.on('exit', (code) => {
-      clearTimeout(timer);
-      if (!started) {
-        reject(new Error('pomelo-chat exited (' + code + '): ' + err));
-      }
-    });
-    process.on('exit', () => child.kill('SIGKILL'));
-  });
-}
-
-// ---------------------------------------------------------------------------------------------
 // The scenario: steps run in order; the first failure ends it (the later ones depend on it).
 
 async function main() {
@@ -397,7 +345,7 @@ async function main() {
   }, OVERALL_LIMIT_MS);
   const t0 = Date.now();
   const page = readPage();
-  const chat = await startChat();
+  const chat = await startChat(chatPath);
   const host = chat.host;
   const gate = { host, port: chat.gatePort };
   say('# pomelo-chat: gate on ' + host + ':' + gate.port + ', connector on ' + host + ':' +

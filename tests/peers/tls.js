@@ -62,7 +62,7 @@ process.noDeprecation = true; // pomelo-protocol calls the deprecated `new Buffe
 
 const { Package, Message } = require('pomelo-protocol'); // the node branch: Buffer
 const WebSocket = require('ws');
-const { sleep, startEcho, PomeloSocket } = require('./ws-wire.js');
+const { sleep, startEcho, PomeloSocket, withTimeout } = require('./ws-wire.js');
 const env = require('./jsclient-env.js');
 const say = env.say;
 
@@ -86,16 +86,6 @@ function makeCertificate(dir) {
 
 // ---------------------------------------------------------------------------------------------
 // Clients
-
-function withTimeout(promise, what, ms = WAIT_MS) {
-  let timer;
-  return Promise.race([
-    promise,
-    new Promise((resolve, reject) => {
-      timer = setTimeout(() => reject(new Error('no ' + what + ' in ' + ms + ' ms')), ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
-}
 
 // The browser client with a WebSocket that opens wss:// against our certificate.
 function browserClient(ca) {

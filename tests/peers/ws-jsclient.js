@@ -49,7 +49,6 @@ const path = require('path');
 
 const SKIP = 77;
 const OVERALL_LIMIT_MS = 20000;
-const WAIT_MS = 3000;
 const HEARTBEAT_S = 1;
 const QUIET_MS = 4500;
 const ROUTE = 'connector.entryHandler.entry';
@@ -70,7 +69,7 @@ try {
 } catch (e) {
   skipOrFail('node_modules is missing in ' + __dirname + ': run npm ci in tests/peers');
 }
-const { sleep, startEcho, startRelay, packages } = require('./ws-wire.js');
+const { sleep, startEcho, startRelay, packages, withTimeout } = require('./ws-wire.js');
 process.noDeprecation = true; // pomelo-protocol calls the deprecated `new Buffer()`
 
 const echoPath = process.argv[2];
@@ -90,16 +89,6 @@ const clients = [
 ];
 
 // ---------------------------------------------------------------------------------------------
-
-function withTimeout(promise, what, ms = WAIT_MS) {
-  let timer;
-  return Promise.race([
-    promise,
-    new Promise((resolve, reject) => {
-      timer = setTimeout(() => reject(new Error('no ' + what + ' in ' + ms + ' ms')), ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
-}
 
 // Runs one client through the scenario; returns a summary line. Throws on a failed check.
 async function runClient({ pomelo }, echo) {

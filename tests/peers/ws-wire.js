@@ -1,13 +1,15 @@
 // Helpers shared by the WebSocket peer tests (ws-jsclient.js, ws-node.js); not a test itself.
 //
-// - startEcho(path, args): runs examples/pomelo-echo on 127.0.0.1, port 0, and resolves once it
-//   printed "listening on H:P"; stop() sends SIGTERM and resolves with its exit status (0 when
-//   it stopped cleanly, so a sanitizer report in an ASan build fails the test).
+// - startEcho(path, args), startChat(path): run examples/pomelo-echo (or another echo loop) or
+//   examples/chat/pomelo-chat on 127.0.0.1, free ports, and resolve once they printed where they
+//   listen; stop() sends SIGTERM and resolves with the exit status (0 when it stopped cleanly,
+//   so a sanitizer report in an ASan build fails the test). startProgram is the general case.
 // - startRelay(host, port): a TCP relay in front of a server that records both byte streams, as
 //   they were on the wire, and parses them as an HTTP upgrade followed by WebSocket frames
 //   (WsParser), so a test can check what a client and a server really sent, and when.
 // - WsParser: an incremental parser of one direction of a WebSocket connection.
 // - packages(buf): the Pomelo packages in a buffer (whole ones only; the rest is reported).
+// - withTimeout(promise, what, ms): the promise, or an error after ms (3 s by default).
 // - PomeloSocket(sock): raw-TCP Pomelo over a connected stream (a net or tls socket), packages
 //   encoded and decoded with the real pomelo-protocol: handshake(), request(), notify(), and
 //   until(what, test) for anything that arrives.
@@ -17,32 +19,33 @@ const childProcess = require('child_process');
 const net = require('net');
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, Math.max(0, ms)));
+const WAIT_MS = 3000; // how long the helpers below wait for something by default
 
-function startEcho(echoPath, extraArgs = []) {
+// Runs `exe` with `args` and resolves once its standard output matched `ready` (10 s at most):
+// {child, pid, match, exited, stderr(), stop()}; stop() sends SIGTERM and resolves with the exit
+// status (a string when it did not exit in 5 s). `name` is for the messages. The process is
+// killed when this one exits.
+function startProgram(exe, args, ready, name) {
   return new Promise((resolve, reject) => {
-    const args = ['--host', '127.0.0.1', '--port', '0'].concat(extraArgs);
-    const child = childProcess.spawn(echoPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = childProcess.spawn(exe, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
     let started = false;
-    const timer = setTimeout(() => {
-      reject(new Error('pomelo-echo did not print "listening on" in 10 s'));
-    }, 10000);
+    const timer = setTimeout(() => reject(new Error(name + ' did not start in 10 s')), 10000);
     const exited = new Promise((res) => child.on('exit', (code, sig) => res(sig || code)));
     child.stderr.on('data', (d) => (err += d));
     child.stdout.on('data', (d) => {
       out += d;
-      const m = /^listening on (\S+):(\d+)$/m.exec(out);
-      if (m && !started) {
+      const match = ready.exec(out);
+      if (match && !started) {
         started = true;
         clearTimeout(timer);
         resolve({
           child,
+          pid: child.pid,
+          match,
           exited,
-          host: m[1],
-          port: Number(m[2]),
           stderr: () => err,
-          // SIGTERM, then the exit status (a string when it did not exit in 5 s).
           stop: async () => {
             child.kill('SIGTERM');
             return Promise.race([exited, sleep(5000).then(() => 'no exit in 5 s')]);
@@ -54,11 +57,27 @@ function startEcho(echoPath, extraArgs = []) {
     child.on('exit', (code) => {
       clearTimeout(timer);
       if (!started) {
-        reject(new Error('pomelo-echo exited (' + code + '): ' + err));
+        reject(new Error(name + ' exited (' + code + '): ' + err));
       }
     });
     process.on('exit', () => child.kill('SIGKILL'));
   });
+}
+
+// An echo server (or any program printing "listening on H:P") on 127.0.0.1, a free port.
+async function startEcho(echoPath, extraArgs = []) {
+  const args = ['--host', '127.0.0.1', '--port', '0'].concat(extraArgs);
+  const p = await startProgram(echoPath, args, /^listening on (\S+):(\d+)$/m, 'pomelo-echo');
+  return Object.assign(p, { host: p.match[1], port: Number(p.match[2]) });
+}
+
+// examples/chat/pomelo-chat on 127.0.0.1, free ports: adds host, gatePort, connectorPort.
+async function startChat(chatPath) {
+  const args = ['--host', '127.0.0.1', '--gate-port', '0', '--port', '0'];
+  const p = await startProgram(chatPath, args,
+                               /^gate on (\S+):(\d+), connector on (\S+):(\d+)$/m, 'pomelo-chat');
+  return Object.assign(p, { host: p.match[1], gatePort: Number(p.match[2]),
+                            connectorPort: Number(p.match[4]) });
 }
 
 // Incremental parser of one direction: an HTTP head (request or response), then frames.
@@ -244,7 +263,16 @@ function startRelay(host, port) {
 // ---------------------------------------------------------------------------------------------
 // Raw-TCP Pomelo over a stream
 
-const WAIT_MS = 3000;
+// `promise`, or a rejection "no WHAT in MS ms" after `ms`.
+function withTimeout(promise, what, ms = WAIT_MS) {
+  let timer;
+  return Promise.race([
+    promise,
+    new Promise((resolve, reject) => {
+      timer = setTimeout(() => reject(new Error('no ' + what + ' in ' + ms + ' ms')), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
 
 class PomeloSocket {
   // `sock`: a net.Socket or tls.TLSSocket, connecting or connected; `ready` the event that says
@@ -343,4 +371,7 @@ class PomeloSocket {
   }
 }
 
-module.exports = { sleep, startEcho, startRelay, WsParser, packages, PomeloSocket };
+module.exports = {
+  sleep, withTimeout, startProgram, startEcho, startChat, startRelay, WsParser, packages,
+  PomeloSocket,
+};
