@@ -23,8 +23,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
-#include "../common/server_loop.h"
-#include "../echo/echo_app.h"
+#include "../echo/echo_epoll.h"
 
 /* Plaintext handed to SSL_write while this much ciphertext is still waiting for the socket:
  * past it the loop waits for the socket, so a slow reader's backlog stays in the library's
@@ -197,22 +196,11 @@ static void tls_close(void *st, int fd) {
   free(t);
 }
 
-static void on_session_done(server_loop *l, pomelo_server *srv, pomelo_session *s, void *ud) {
-  (void)l;
-  (void)srv;
-  (void)ud;
-  echo_log_done(s);
-}
-
 int main(int argc, char **argv) {
   echo_options o;
-  pomelo_server *srv = NULL;
-  server_loop *l = NULL;
-  server_loop_callbacks cb = {.on_session_done = on_session_done};
   server_loop_stream tls = {tls_open, tls_read, tls_writev, tls_close, NULL};
   SSL_CTX *ctx;
-  char port[16];
-  int rc, sig;
+  int rc;
   if (echo_parse_args(argc, argv, "pomelo-echo-tls", 1, &o) != 0) {
     return 2;
   }
@@ -229,33 +217,7 @@ int main(int argc, char **argv) {
   /* Writes of whole buffers to a memory BIO; the library's iovecs move between calls. */
   SSL_CTX_set_mode(ctx, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
   tls.stream_data = ctx;
-  rc = echo_server_new(&srv, &o, NULL);
-  if (rc) {
-    fprintf(stderr, "pomelo-echo-tls: %s\n", pomelo_strerror(rc));
-    SSL_CTX_free(ctx);
-    return 1;
-  }
-  rc = server_loop_new(&l, &cb, NULL);
-  if (rc == 0) {
-    rc = server_loop_add(l, srv, o.host, o.port, &tls, port, sizeof port);
-  }
-  if (rc) {
-    fprintf(stderr, "pomelo-echo-tls: cannot listen on %s:%s: %s\n", o.host, o.port, strerror(rc));
-    server_loop_del(l);
-    echo_server_del(srv);
-    SSL_CTX_free(ctx);
-    return 1;
-  }
-  printf("listening on %s:%s\n", o.host, port); /* tests wait for this line */
-  fflush(stdout);
-  sig = server_loop_run(l, "server shutting down", 5000);
-  server_loop_del(l);
-  echo_server_del(srv);
+  rc = echo_serve_epoll(&o, "pomelo-echo-tls", &tls);
   SSL_CTX_free(ctx);
-  if (sig < 0) {
-    perror("pomelo-echo-tls: epoll_wait");
-    return 1;
-  }
-  fprintf(stderr, "pomelo-echo-tls: stopped by signal %d\n", sig);
-  return 0;
+  return rc;
 }
