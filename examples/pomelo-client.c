@@ -54,7 +54,9 @@ static const char help_text[] =
     "    listen [SEC]          prints each push as {\"route\":...,\"body\":...} on its own\n"
     "                          line, for SEC seconds (default: until the connection ends).\n"
     "    script                reads one command per line from standard input:\n"
-    "        connect HOST PORT [tcp|ws]  close any connection and connect there\n"
+    "        connect HOST PORT [tcp|ws]  close any connection and connect there (the\n"
+    "                                    dictionary and protos received so far stay\n"
+    "                                    cached: the handshake sends their versions)\n"
     "        request ROUTE [JSON]        print the response body (one line)\n"
     "        notify ROUTE [JSON]         send, wait until written\n"
     "        wait ROUTE [SEC]            print the next push on ROUTE (one line, as\n"
@@ -113,6 +115,7 @@ typedef struct app {
   /* options */
   const char *host, *port;
   int ws;
+  int cl_ws;           /* the transport `cl` was made for */
   uint32_t timeout_ms; /* 0: none */
   char *user_json;     /* compact, or NULL */
   int verbose;
@@ -465,8 +468,15 @@ static int socket_closed(void *arg) {
   return ((loop *)arg)->fd < 0;
 }
 
-/* Ends the current connection: flush what is queued (bounded by the timeout), close. */
+/* Ends the current connection: flush what is queued (bounded by the timeout), close. The client
+ * object goes too, unless `keep`: a script's next `connect` reuses it, so that the dictionary
+ * and protos of this handshake stay cached and the next handshake announces their versions, as
+ * a real client does on its reconnects. */
+static void close_connection_keep(app *a, int keep);
 static void close_connection(app *a) {
+  close_connection_keep(a, 0);
+}
+static void close_connection_keep(app *a, int keep) {
   if (!a->cl) {
     return;
   }
@@ -477,9 +487,11 @@ static void close_connection(app *a) {
     loop_run(&a->lp, deadline, socket_closed, &a->lp);
   }
   loop_close(&a->lp);
-  pomelo_client_del(a->cl);
-  a->cl = NULL;
-  a->lp.cl = NULL;
+  if (!keep) {
+    pomelo_client_del(a->cl);
+    a->cl = NULL;
+    a->lp.cl = NULL;
+  }
   a->closing = 0;
   a->connected = 0;
 }
@@ -489,8 +501,13 @@ static int is_connected(void *arg) {
   return a->connected || a->end_code;
 }
 
+/* The Host header of WebSocket upgrades (the client settings borrow it). */
+static char ws_host[300];
+static void set_ws_host(const char *host, const char *port) {
+  snprintf(ws_host, sizeof ws_host, "%s:%s", host, port);
+}
+
 static int make_client(app *a, int ws, const char *host, const char *port, pomelo_client **out) {
-  static char ws_host[300];
   pomelo_client_settings s;
   pomelo_client_callbacks cb;
   int rc;
@@ -503,7 +520,7 @@ static int make_client(app *a, int ws, const char *host, const char *port, pomel
   s.request_timeout_ms = a->timeout_ms;
   s.reconnect.enabled = 0; /* a lost connection ends the program */
   s.random = loop_random32;
-  snprintf(ws_host, sizeof ws_host, "%s:%s", host, port);
+  set_ws_host(host, port);
   s.conn.ws_host = ws_host;
   memset(&cb, 0, sizeof cb);
   cb.on_connected = on_connected;
@@ -527,18 +544,24 @@ static int make_client(app *a, int ws, const char *host, const char *port, pomel
 static int open_connection(app *a, const char *host, const char *port, int ws) {
   char err[256];
   pomelo_client *cl;
-  int fd, rc;
-  close_connection(a);
+  int fd, rc, reuse = a->cl && a->cl_ws == ws;
+  close_connection_keep(a, reuse);
   queue_clear(a);
   a->connected_once = 1;
-  if ((rc = make_client(a, ws, host, port, &cl)) != 0) {
+  if (reuse) {
+    cl = a->cl;
+    set_ws_host(host, port);
+  } else if ((rc = make_client(a, ws, host, port, &cl)) != 0) {
     return rc;
   }
+  a->cl_ws = ws;
   verbose(a, "connecting to %s port %s (%s)", host, port, ws ? "ws" : "tcp");
   fd = loop_tcp_connect(host, port, a->timeout_ms, err, sizeof err);
   if (fd < 0) {
     say("cannot connect to %s port %s: %s", host, port, err);
     pomelo_client_del(cl);
+    a->cl = NULL;
+    a->lp.cl = NULL;
     return EXIT_CONNECT;
   }
   a->cl = cl;
@@ -594,6 +617,14 @@ static int resp_done(void *arg) {
   return a->resp_done || a->end_code;
 }
 
+/* The exit status for a request or notify the library refused to send: the caller's input was
+ * wrong (a route too long, a body that does not fit the route's proto), or the library failed. */
+static int send_error_exit(int rc) {
+  int pb = rc <= POMELO_ERR_PB_SCHEMA && rc > POMELO_ERR_PB_SCHEMA - 20;
+  return rc == POMELO_ERR_ROUTE_TOO_LONG || rc == POMELO_ERR_JSON_SYNTAX || pb ? EXIT_USAGE
+                                                                               : EXIT_ERROR;
+}
+
 static int cmd_request(app *a, const char *route, const char *json) {
   uint32_t id = 0;
   int rc = need_connection(a), r;
@@ -606,7 +637,7 @@ static int cmd_request(app *a, const char *route, const char *json) {
                              loop_now_ms(), &id);
   if (rc) {
     say("cannot send the request: %s", pomelo_strerror(rc));
-    return rc == POMELO_ERR_ROUTE_TOO_LONG ? EXIT_USAGE : EXIT_ERROR;
+    return send_error_exit(rc);
   }
   verbose(a, "request #%u to %s", (unsigned)id, route);
   r = loop_run(&a->lp, UINT64_MAX, resp_done, a);
@@ -641,7 +672,7 @@ static int cmd_notify(app *a, const char *route, const char *json) {
   rc = pomelo_client_notify(a->cl, route, (const uint8_t *)json, strlen(json));
   if (rc) {
     say("cannot send the notify: %s", pomelo_strerror(rc));
-    return rc == POMELO_ERR_ROUTE_TOO_LONG ? EXIT_USAGE : EXIT_ERROR;
+    return send_error_exit(rc);
   }
   verbose(a, "notify to %s", route);
   deadline = a->timeout_ms ? loop_now_ms() + a->timeout_ms : UINT64_MAX;

@@ -6,6 +6,7 @@
  * SPDX-License-Identifier: MIT
  */
 #include <errno.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -22,12 +23,14 @@ enum { EXIT_OK = 0, EXIT_BAD_INPUT = 1, EXIT_USAGE = 2 };
 
 enum { IN_RAW, IN_HEX, IN_TRACE };
 
-static const char help_text[] =
+/* The manual page, in parts (C99 compilers need only support string literals of 4095 bytes). */
+static const char *const help_text[] = {
     "NAME\n"
     "    pomelo-dump - print a captured Pomelo byte stream as JSON lines, and back\n"
     "\n"
     "SYNOPSIS\n"
-    "    pomelo-dump [--hex | --trace] [--limit N] [-o FILE] [FILE]\n"
+    "    pomelo-dump [--hex | --trace] [--limit N] [--handshake FILE] [--dict FILE]\n"
+    "                [--server-protos FILE] [--client-protos FILE] [-o FILE] [FILE]\n"
     "    pomelo-dump --encode [--hex] [--limit N] [-o FILE] [FILE]\n"
     "\n"
     "DESCRIPTION\n"
@@ -42,11 +45,28 @@ static const char help_text[] =
     "      route       requests, notifies and pushes with a string route (UTF-8 text);\n"
     "      route_hex   ... the same when the route bytes are not valid UTF-8;\n"
     "      route_code  ... or the 2-byte code of a compressed route (0 to 65535)\n"
+    "      route_name  the route of route_code, when the dictionary has the code\n"
     "      gzip        true when the message's gzip flag is set (absent otherwise)\n"
     "      body        the body as text when it is valid UTF-8 (\"\" when empty);\n"
-    "      body_hex    ... otherwise the body in lower-case hex\n"
+    "      body_hex    ... otherwise, or when the body is protobuf, in lower-case hex\n"
+    "      json        a protobuf body decoded, as a JSON value (an object);\n"
+    "      json_error  ... or why it could not be decoded: \"REASON at FIELD (byte N)\"\n"
     "\n"
     "    For DATA packages \"body\" is the message body, after the message header.\n"
+    "\n",
+    "    A body is protobuf when the proto set has a proto for its route: the server\n"
+    "    protos for a push, the client protos for a request or notify, and for a\n"
+    "    response the server protos of the route of the request with the same id seen\n"
+    "    earlier in the input (as the JavaScript client maps ids to routes). Compressed\n"
+    "    routes are looked up in the dictionary first.\n"
+    "\n"
+    "    The dictionary and the proto set come from --handshake, --dict and the\n"
+    "    --*-protos files, and from the stream itself: a HANDSHAKE package whose body is\n"
+    "    a server's answer carrying sys.dict (or routeToCode/codeToRoute) or sys.protos\n"
+    "    replaces that part for the packages after it, so the capture of a whole session\n"
+    "    decodes by itself. An answer without them (a client that had them cached) keeps\n"
+    "    what is in use; one whose dictionary or protos are invalid changes nothing and\n"
+    "    gets a warning on standard error.\n"
     "\n"
     "    By default the input is a raw byte stream as sent over TCP (or the payloads of\n"
     "    consecutive WebSocket frames): packages back to back, split anywhere.\n"
@@ -55,8 +75,10 @@ static const char help_text[] =
     "    packages they describe, so `pomelo-dump x.bin | pomelo-dump --encode` gives x.bin\n"
     "    back. \"offset\" may be omitted (its value is ignored); \"body\"/\"body_hex\" may be\n"
     "    omitted for an empty body and \"gzip\" when false; every other field is required\n"
-    "    exactly when the package and message types have it. Unknown keys are an error.\n"
-    "\n"
+    "    exactly when the package and message types have it. \"route_name\", \"json\" and\n"
+    "    \"json_error\" are derived: they are accepted and ignored (edit body_hex, not\n"
+    "    json). Unknown keys are an error.\n"
+    "\n",
     "OPTIONS\n"
     "    --hex         The input (or, with --encode, the output) is one package per line\n"
     "                  in hex. Spaces and tabs may separate bytes; blank lines and lines\n"
@@ -69,6 +91,18 @@ static const char help_text[] =
     "    --encode      Read JSON lines, write package bytes (raw, or hex lines with --hex).\n"
     "    --limit N     The largest package body accepted, in bytes (1 to 16777215;\n"
     "                  default 16777215, the most the protocol can express).\n"
+    "    --handshake FILE\n"
+    "                  FILE holds a server's handshake answer, the JSON body of its\n"
+    "                  HANDSHAKE package ({\"code\":200,\"sys\":{...}}): use its sys.dict\n"
+    "                  (or sys.routeToCode/codeToRoute) and its sys.protos.\n"
+    "    --dict FILE   The route dictionary: a JSON object {\"route\":code,...} (the\n"
+    "                  handshake's \"dict\"), or a JSON array of the handler routes, which\n"
+    "                  are sorted and numbered from 1 as the server does. Replaces the\n"
+    "                  dictionary of --handshake.\n"
+    "    --server-protos FILE, --client-protos FILE\n"
+    "                  The server's config/serverProtos.json and clientProtos.json\n"
+    "                  (\"required string msg\": 1 form). Either or both; a side not given\n"
+    "                  is empty. Replace the protos of --handshake.\n"
     "    -o, --output FILE\n"
     "                  Write to FILE instead of standard output.\n"
     "    -h, --help    Print this help and exit.\n"
@@ -80,21 +114,44 @@ static const char help_text[] =
     "       the limit, bad hex, a bad JSON line, or a file that cannot be read or written.\n"
     "       The packages before the error are printed, then one line on standard error:\n"
     "           pomelo-dump: offset N: [line L[, column C]: ]REASON\n"
-    "       where N is the byte offset in the stream of the package at fault.\n"
-    "    2  usage error.\n"
+    "       where N is the byte offset in the stream of the package at fault. A body that\n"
+    "       does not decode with its proto is not an error (see json_error).\n"
+    "    2  usage error, or a --handshake, --dict or --*-protos file that cannot be read\n"
+    "       or used:\n"
+    "           pomelo-dump: --OPTION FILE: [line L, column C: ]REASON\n"
     "\n"
     "EXAMPLES\n"
     "    pomelo-dump capture.bin\n"
     "    printf '05 00 00 11 7b22726561736f6e223a226b69636b227d\\n' | pomelo-dump --hex\n"
-    "    pomelo-dump capture.bin | grep '\"route\"' | pomelo-dump --encode --hex\n";
+    "    pomelo-dump --server-protos config/serverProtos.json --dict dict.json c.bin\n"
+    "    pomelo-dump capture.bin | grep '\"route\"' | pomelo-dump --encode --hex\n",
+};
 
 typedef struct options {
   int input; /* IN_* */
   int encode;
   size_t limit;
-  const char *in_path;  /* NULL or "-": stdin */
-  const char *out_path; /* NULL: stdout */
+  const char *in_path;            /* NULL or "-": stdin */
+  const char *out_path;           /* NULL: stdout */
+  const char *handshake_path;     /* --handshake */
+  const char *dict_path;          /* --dict */
+  const char *server_protos_path; /* --server-protos */
+  const char *client_protos_path; /* --client-protos */
 } options;
+
+/* The requests whose responses may be protobuf: id -> route (open addressing, linear probing,
+ * backward-shift deletion; id 0 marks a free slot, as ids are 1..2^31-1). */
+typedef struct id_slot {
+  uint32_t id;
+  size_t route_len;
+  char *route;
+} id_slot;
+
+typedef struct id_map {
+  id_slot *slots;
+  size_t cap; /* 0 or a power of two */
+  size_t count;
+} id_map;
 
 /* The state of one run. */
 typedef struct tool {
@@ -102,13 +159,26 @@ typedef struct tool {
   FILE *in, *out;
   const char *out_name;
   pomelo_pkg_decoder *dec;
-  pomelo_json_writer *w;
-  uint64_t pkg_start; /* stream offset of the package being decoded / encoded next */
-  uint8_t head[4];    /* the first bytes of the package at pkg_start */
-  long line;          /* current input line (line modes), 0 otherwise */
-  char *hexbuf;       /* output hex line (--encode --hex) */
+  pomelo_json_writer *w;   /* the output line */
+  pomelo_json_writer *pbw; /* a decoded protobuf body, before it goes into the line */
+  pomelo_dict *dict;       /* the dictionary in use, or NULL */
+  pomelo_protos *protos;   /* the proto set in use, or NULL */
+  id_map ids;              /* requests seen, for the protos of their responses */
+  uint64_t pkg_start;      /* stream offset of the package being decoded / encoded next */
+  uint8_t head[4];         /* the first bytes of the package at pkg_start */
+  long line;               /* current input line (line modes), 0 otherwise */
+  char *hexbuf;            /* output hex line (--encode --hex) */
   size_t hexcap;
 } tool;
+
+/* Nesting allowed in a line: the line object, a decoded body (one object per nested message
+ * and one array per repeated field: the proto depth limit is 32) and room to spare. */
+#define LINE_DEPTH 128u
+/* Nesting allowed in a handshake answer or a --dict file (parsed protos nest two levels per
+ * message: "__messages" then the name). */
+#define CONTEXT_DEPTH 512u
+/* The largest --handshake, --dict or --*-protos file read. */
+#define CONTEXT_FILE_MAX (64u * 1024u * 1024u)
 
 /* ---------------------------------------------------------------------------------------------
  * Errors
@@ -167,6 +237,470 @@ static int write_bytes(tool *t, const void *p, size_t n) {
 }
 
 /* ---------------------------------------------------------------------------------------------
+ * Requests in flight: id -> route
+ * ------------------------------------------------------------------------------------------- */
+
+static size_t id_hash(uint32_t x, size_t mask) {
+  x ^= x >> 16;
+  x *= 0x7feb352du;
+  x ^= x >> 15;
+  x *= 0x846ca68bu;
+  x ^= x >> 16;
+  return x & mask;
+}
+
+static size_t id_find(const id_map *m, uint32_t id) {
+  size_t mask = m->cap - 1, i = id_hash(id, mask);
+  while (m->slots[i].id && m->slots[i].id != id) {
+    i = (i + 1) & mask;
+  }
+  return i;
+}
+
+static int id_grow(id_map *m) {
+  size_t cap = m->cap ? 2 * m->cap : 64, i;
+  id_map n = {NULL, cap, m->count};
+  n.slots = calloc(cap, sizeof(*n.slots));
+  if (!n.slots) {
+    return -1;
+  }
+  for (i = 0; i < m->cap; i++) {
+    if (m->slots[i].id) {
+      n.slots[id_find(&n, m->slots[i].id)] = m->slots[i];
+    }
+  }
+  free(m->slots);
+  *m = n;
+  return 0;
+}
+
+/* Remembers the route of request `id` (a later request with the same id replaces it). */
+static int id_put(id_map *m, uint32_t id, const char *route, size_t len) {
+  char *copy;
+  size_t i;
+  if ((m->count + 1) * 4 > m->cap * 3 && id_grow(m)) {
+    return -1;
+  }
+  copy = malloc(len + 1);
+  if (!copy) {
+    return -1;
+  }
+  memcpy(copy, route, len);
+  copy[len] = 0;
+  i = id_find(m, id);
+  if (m->slots[i].id) {
+    free(m->slots[i].route);
+  } else {
+    m->count++;
+  }
+  m->slots[i].id = id;
+  m->slots[i].route = copy;
+  m->slots[i].route_len = len;
+  return 0;
+}
+
+/* Takes the route of request `id` out of the map (the caller frees it); NULL when unknown. */
+static char *id_take(id_map *m, uint32_t id, size_t *len) {
+  size_t mask = m->cap - 1, i, j;
+  char *route;
+  if (!m->cap) {
+    return NULL;
+  }
+  i = id_find(m, id);
+  if (!m->slots[i].id) {
+    return NULL;
+  }
+  route = m->slots[i].route;
+  *len = m->slots[i].route_len;
+  m->count--;
+  /* Backward-shift deletion: move up every later entry of the run whose home slot is not in
+   * the cyclic range (i, j]. */
+  for (j = (i + 1) & mask; m->slots[j].id; j = (j + 1) & mask) {
+    size_t k = id_hash(m->slots[j].id, mask);
+    if (i <= j ? (k <= i || k > j) : (k <= i && k > j)) {
+      m->slots[i] = m->slots[j];
+      i = j;
+    }
+  }
+  m->slots[i].id = 0;
+  m->slots[i].route = NULL;
+  return route;
+}
+
+static void id_clear(id_map *m) {
+  size_t i;
+  for (i = 0; i < m->cap; i++) {
+    free(m->slots[i].route);
+  }
+  free(m->slots);
+  memset(m, 0, sizeof(*m));
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * The dictionary and the proto set: --handshake, --dict, --*-protos, handshakes in the stream
+ * ------------------------------------------------------------------------------------------- */
+
+/* Reports a --OPTION FILE that cannot be read or used. Returns EXIT_USAGE. */
+#if defined(__GNUC__)
+__attribute__((format(printf, 3, 4)))
+#endif
+static int
+context_error(const char *opt, const char *path, const char *fmt, ...) {
+  va_list ap;
+  fprintf(stderr, PROG ": %s %s: ", opt, path);
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fputc('\n', stderr);
+  return EXIT_USAGE;
+}
+
+/* Reads a whole file (NUL-terminated). Returns 0, or EXIT_USAGE after reporting. */
+static int read_context_file(const char *opt, const char *path, char **out, size_t *out_len) {
+  FILE *f = fopen(path, "rb");
+  char *buf = NULL;
+  size_t len = 0, cap = 0;
+  *out = NULL;
+  if (!f) {
+    return context_error(opt, path, "cannot open: %s", strerror(errno));
+  }
+  for (;;) {
+    size_t n;
+    if (cap - len < 4096) {
+      char *p;
+      cap = cap ? 2 * cap : 16384;
+      if (cap > CONTEXT_FILE_MAX + 1) {
+        cap = CONTEXT_FILE_MAX + 1;
+      }
+      if (cap - len == 0) {
+        free(buf);
+        fclose(f);
+        return context_error(opt, path, "larger than %u bytes", (unsigned)CONTEXT_FILE_MAX);
+      }
+      p = realloc(buf, cap + 1);
+      if (!p) {
+        free(buf);
+        fclose(f);
+        return context_error(opt, path, "out of memory");
+      }
+      buf = p;
+    }
+    n = fread(buf + len, 1, cap - len, f);
+    len += n;
+    if (n == 0) {
+      break;
+    }
+  }
+  if (ferror(f)) {
+    free(buf);
+    fclose(f);
+    return context_error(opt, path, "cannot read: %s", strerror(errno));
+  }
+  fclose(f);
+  buf[len] = 0;
+  *out = buf;
+  *out_len = len;
+  return 0;
+}
+
+/* "line L, column C" of byte `off` of `text` (1-based; the column counts bytes). */
+static void text_position(const char *text, size_t len, size_t off, char *buf, size_t n) {
+  size_t i, line = 1, col = 1;
+  for (i = 0; i < off && i < len; i++) {
+    if (text[i] == '\n') {
+      line++;
+      col = 1;
+    } else {
+      col++;
+    }
+  }
+  snprintf(buf, n, "line %zu, column %zu", line, col);
+}
+
+/* Parses a whole --handshake or --dict file as JSON. Returns 0, or EXIT_USAGE after reporting. */
+static int parse_context_json(const char *opt, const char *path, const char *text, size_t len,
+                              pomelo_json_doc **doc) {
+  pomelo_json_options jo;
+  size_t err_off = 0;
+  int rc;
+  pomelo_json_options_default(&jo);
+  jo.max_depth = CONTEXT_DEPTH;
+  jo.max_size = len;
+  rc = pomelo_json_parse(doc, NULL, text, len, &jo, &err_off);
+  if (rc) {
+    char pos[64];
+    text_position(text, len, err_off, pos, sizeof(pos));
+    return context_error(opt, path, "%s: %s", pos, pomelo_strerror(rc));
+  }
+  return 0;
+}
+
+/* "REASON at PATH" for a proto set error, with " (byte N)" when `with_offset`. */
+static void pb_error_text(char *buf, size_t n, int rc, const pomelo_pb_error *e, int with_offset) {
+  int k = snprintf(buf, n, "%s", pomelo_strerror(rc));
+  if (k >= 0 && (size_t)k < n && e->path[0]) {
+    k += snprintf(buf + k, n - (size_t)k, " at %s", e->path);
+  }
+  if (k >= 0 && (size_t)k < n && with_offset) {
+    snprintf(buf + k, n - (size_t)k, " (byte %zu)", e->offset);
+  }
+}
+
+/* Builds the dictionary and the proto set a server's handshake answer `root` carries. Returns 1
+ * when it has at least one of them (each of *d, *p NULL when absent), 0 when it has neither, -1
+ * when one is there but cannot be used (`why` filled, nothing returned). */
+static int handshake_parts(const pomelo_json_value *root, pomelo_dict **d, pomelo_protos **p,
+                           char *why, size_t why_len) {
+  const pomelo_json_value *sys = pomelo_json_get(root, "sys"), *protos;
+  pomelo_pb_error pe;
+  int rc;
+  *d = NULL;
+  *p = NULL;
+  if (pomelo_json_typeof(sys) != POMELO_JSON_OBJECT) {
+    snprintf(why, why_len, "no \"sys\" object (not a server's handshake answer)");
+    return 0;
+  }
+  if (pomelo_json_get(sys, "dict") || pomelo_json_get(sys, "routeToCode") ||
+      pomelo_json_get(sys, "codeToRoute")) {
+    rc = pomelo_dict_from_handshake(d, NULL, sys);
+    if (rc) {
+      snprintf(why, why_len, "sys.dict: %s", pomelo_strerror(rc));
+      return -1;
+    }
+  }
+  protos = pomelo_json_get(sys, "protos");
+  if (protos) {
+    memset(&pe, 0, sizeof(pe));
+    rc = pomelo_protos_from_handshake(p, NULL, protos, NULL, &pe);
+    if (rc) {
+      char text[256];
+      pb_error_text(text, sizeof(text), rc, &pe, 0);
+      snprintf(why, why_len, "sys.protos: %s", text);
+      pomelo_dict_del(*d);
+      *d = NULL;
+      return -1;
+    }
+  }
+  if (!*d && !*p) {
+    snprintf(why, why_len, "neither sys.dict (nor routeToCode, codeToRoute) nor sys.protos");
+    return 0;
+  }
+  return 1;
+}
+
+/* Replaces the parts of the context that are not NULL. */
+static void use_parts(tool *t, pomelo_dict *d, pomelo_protos *p) {
+  if (d) {
+    pomelo_dict_del(t->dict);
+    t->dict = d;
+  }
+  if (p) {
+    pomelo_protos_del(t->protos);
+    t->protos = p;
+  }
+}
+
+static int load_handshake_file(tool *t, const char *path) {
+  char *text = NULL, why[300];
+  size_t len = 0;
+  pomelo_json_doc *doc = NULL;
+  pomelo_dict *d;
+  pomelo_protos *p;
+  int rc = read_context_file("--handshake", path, &text, &len);
+  if (!rc) {
+    rc = parse_context_json("--handshake", path, text, len, &doc);
+  }
+  if (!rc) {
+    switch (handshake_parts(pomelo_json_root(doc), &d, &p, why, sizeof(why))) {
+    case 1:
+      use_parts(t, d, p);
+      break;
+    default:
+      rc = context_error("--handshake", path, "%s", why);
+    }
+  }
+  pomelo_json_doc_del(doc);
+  free(text);
+  return rc;
+}
+
+static int load_dict_file(tool *t, const char *path) {
+  static const char opt[] = "--dict";
+  char *text = NULL, *wrapped = NULL;
+  size_t len = 0, i, n;
+  pomelo_json_doc *doc = NULL, *wdoc = NULL;
+  const pomelo_json_value *root;
+  const char **routes = NULL;
+  pomelo_dict *d = NULL;
+  int rc = read_context_file(opt, path, &text, &len);
+  if (!rc) {
+    rc = parse_context_json(opt, path, text, len, &doc);
+  }
+  if (rc) {
+    goto out;
+  }
+  root = pomelo_json_root(doc);
+  if (pomelo_json_typeof(root) == POMELO_JSON_ARRAY) {
+    /* Handler routes: sorted and numbered from 1 by pomelo_dict_new. */
+    n = pomelo_json_len(root);
+    routes = malloc((n ? n : 1) * sizeof(*routes));
+    if (!routes) {
+      rc = context_error(opt, path, "out of memory");
+      goto out;
+    }
+    for (i = 0; i < n; i++) {
+      size_t rl = 0;
+      const pomelo_json_value *v = pomelo_json_at(root, i);
+      routes[i] = pomelo_json_string(v, &rl);
+      if (!routes[i] || strlen(routes[i]) != rl) {
+        rc = context_error(opt, path, "element %zu is not a route string", i);
+        goto out;
+      }
+    }
+    rc = pomelo_dict_new(&d, NULL, routes, n, NULL, 0);
+  } else if (pomelo_json_typeof(root) == POMELO_JSON_OBJECT) {
+    /* {"route":code,...}: read as the "dict" of a handshake's sys. */
+    wrapped = malloc(len + 16);
+    if (!wrapped) {
+      rc = context_error(opt, path, "out of memory");
+      goto out;
+    }
+    n = (size_t)snprintf(wrapped, 16, "{\"dict\":");
+    memcpy(wrapped + n, text, len);
+    wrapped[n + len] = '}';
+    rc = parse_context_json(opt, path, wrapped, n + len + 1, &wdoc);
+    if (rc) {
+      goto out;
+    }
+    rc = pomelo_dict_from_handshake(&d, NULL, pomelo_json_root(wdoc));
+  } else {
+    rc = context_error(opt, path,
+                       "neither an object {\"route\":code,...} nor an array of handler routes");
+    goto out;
+  }
+  if (rc) {
+    rc = context_error(opt, path, "%s", pomelo_strerror(rc));
+    goto out;
+  }
+  use_parts(t, d, NULL);
+out:
+  pomelo_json_doc_del(wdoc);
+  pomelo_json_doc_del(doc);
+  free(wrapped);
+  free((void *)routes);
+  free(text);
+  return rc;
+}
+
+/* Reports a proto file that pomelo_protos_new refused. */
+static int protos_file_error(const char *opt, const char *path, const char *text, size_t len,
+                             int rc, const pomelo_pb_error *e) {
+  char what[256];
+  if (rc <= POMELO_ERR_JSON_SYNTAX && rc >= POMELO_ERR_JSON_NUMBER) {
+    /* Not JSON: the position says where, the path would only name the side. */
+    text_position(text, len, e->offset, what, sizeof(what));
+    return context_error(opt, path, "%s: %s", what, pomelo_strerror(rc));
+  }
+  pb_error_text(what, sizeof(what), rc, e, 0);
+  return context_error(opt, path, "%s", what);
+}
+
+static int load_protos_files(tool *t, const char *server_path, const char *client_path) {
+  char *st = NULL, *ct = NULL;
+  size_t sl = 0, cl = 0;
+  pomelo_protos *p = NULL;
+  pomelo_pb_error e;
+  int rc = 0;
+  /* Each side alone first, so that an error names its file. */
+  if (server_path) {
+    rc = read_context_file("--server-protos", server_path, &st, &sl);
+    if (!rc) {
+      memset(&e, 0, sizeof(e));
+      if ((rc = pomelo_protos_new(&p, NULL, st, sl, NULL, 0, NULL, &e)) != 0) {
+        rc = protos_file_error("--server-protos", server_path, st, sl, rc, &e);
+      }
+      pomelo_protos_del(p);
+      p = NULL;
+    }
+  }
+  if (!rc && client_path) {
+    rc = read_context_file("--client-protos", client_path, &ct, &cl);
+    if (!rc) {
+      memset(&e, 0, sizeof(e));
+      if ((rc = pomelo_protos_new(&p, NULL, NULL, 0, ct, cl, NULL, &e)) != 0) {
+        rc = protos_file_error("--client-protos", client_path, ct, cl, rc, &e);
+      }
+      pomelo_protos_del(p);
+      p = NULL;
+    }
+  }
+  if (!rc) {
+    memset(&e, 0, sizeof(e));
+    rc = pomelo_protos_new(&p, NULL, st, sl, ct, cl, NULL, &e);
+    if (rc) {
+      char what[256];
+      pb_error_text(what, sizeof(what), rc, &e, 0);
+      rc = context_error(server_path ? "--server-protos" : "--client-protos",
+                         server_path ? server_path : client_path, "%s", what);
+    } else {
+      use_parts(t, NULL, p);
+    }
+  }
+  free(st);
+  free(ct);
+  return rc;
+}
+
+/* Loads what the options give, in this order: --handshake, then --dict and the proto files,
+ * which replace its parts. Returns 0 or EXIT_USAGE (reported). */
+static int load_context(tool *t) {
+  int rc = 0;
+  if (t->opt.handshake_path) {
+    rc = load_handshake_file(t, t->opt.handshake_path);
+  }
+  if (!rc && t->opt.dict_path) {
+    rc = load_dict_file(t, t->opt.dict_path);
+  }
+  if (!rc && (t->opt.server_protos_path || t->opt.client_protos_path)) {
+    rc = load_protos_files(t, t->opt.server_protos_path, t->opt.client_protos_path);
+  }
+  return rc;
+}
+
+/* A HANDSHAKE package of the stream: when its body is a server's answer with a dictionary or
+ * protos, they replace the ones in use for the packages after it. A body that is not such an
+ * answer (a client's request, an error answer) changes nothing; an answer whose parts cannot be
+ * used gets a warning and changes nothing. */
+static void stream_handshake(tool *t, const pomelo_pkg *pkg) {
+  pomelo_json_options jo;
+  pomelo_json_doc *doc = NULL;
+  pomelo_dict *d;
+  pomelo_protos *p;
+  char why[300];
+  pomelo_json_options_default(&jo);
+  jo.max_depth = CONTEXT_DEPTH;
+  jo.max_size = pkg->body_len;
+  if (pomelo_json_parse(&doc, NULL, (const char *)pkg->body, pkg->body_len, &jo, NULL) != 0) {
+    return;
+  }
+  switch (handshake_parts(pomelo_json_root(doc), &d, &p, why, sizeof(why))) {
+  case 1:
+    use_parts(t, d, p);
+    break;
+  case -1:
+    fflush(t->out);
+    fprintf(stderr,
+            PROG ": offset %llu: warning: the dictionary and protos of this handshake are not "
+                 "used: %s\n",
+            (unsigned long long)t->pkg_start, why);
+    break;
+  default:
+    break;
+  }
+  pomelo_json_doc_del(doc);
+}
+
+/* ---------------------------------------------------------------------------------------------
  * Dump: packages to JSON lines
  * ------------------------------------------------------------------------------------------- */
 
@@ -217,14 +751,79 @@ static int write_key(pomelo_json_writer *w, const char *key) {
   return pomelo_json_write_key(w, key, strlen(key));
 }
 
+/* Finds the proto of a DATA message's body (its route: `route`, `route_len`; NULL for a
+ * response or an unknown route code), remembering requests for their responses. Returns the
+ * message type, or NULL when the body is not protobuf. */
+static const pomelo_pb_type *find_proto(tool *t, const pomelo_msg *m, const char *route,
+                                        size_t route_len, int *nomem) {
+  const pomelo_pb_type *type = NULL;
+  char *req_route;
+  size_t req_len = 0;
+  *nomem = 0;
+  switch (m->type) {
+  case POMELO_MSG_PUSH:
+    return route ? pomelo_protos_find(t->protos, POMELO_PROTOS_SERVER, route, route_len) : NULL;
+  case POMELO_MSG_REQUEST:
+    /* Its response is protobuf when the server protos have its route (spec 7.3). */
+    if (route && pomelo_protos_find(t->protos, POMELO_PROTOS_SERVER, route, route_len)) {
+      *nomem = id_put(&t->ids, m->id, route, route_len);
+    } else {
+      free(id_take(&t->ids, m->id, &req_len)); /* an older request with this id is answered */
+    }
+    return route ? pomelo_protos_find(t->protos, POMELO_PROTOS_CLIENT, route, route_len) : NULL;
+  case POMELO_MSG_NOTIFY:
+    return route ? pomelo_protos_find(t->protos, POMELO_PROTOS_CLIENT, route, route_len) : NULL;
+  case POMELO_MSG_RESPONSE:
+    req_route = id_take(&t->ids, m->id, &req_len);
+    if (req_route) {
+      type = pomelo_protos_find(t->protos, POMELO_PROTOS_SERVER, req_route, req_len);
+      free(req_route);
+    }
+    return type;
+  }
+  return NULL;
+}
+
+/* Writes "json" (the body decoded with `type`) or "json_error". */
+static int write_decoded(tool *t, const pomelo_pb_type *type, const pomelo_msg *m) {
+  pomelo_json_writer *w = t->w;
+  pomelo_pb_error e;
+  char why[300];
+  int rc;
+  if (m->gzip) {
+    snprintf(why, sizeof(why), "not decoded: the body is compressed (gzip flag)");
+  } else {
+    memset(&e, 0, sizeof(e));
+    pomelo_json_writer_reset(t->pbw);
+    rc = pomelo_pb_decode(type, m->body, m->body_len, t->pbw, &e);
+    if (rc == POMELO_ERR_NOMEM) {
+      return rc;
+    }
+    if (rc == 0) {
+      size_t len;
+      const char *json = pomelo_json_writer_data(t->pbw, &len);
+      if ((rc = write_key(w, "json"))) {
+        return rc;
+      }
+      return pomelo_json_write_raw(w, json, len);
+    }
+    pb_error_text(why, sizeof(why), rc, &e, 1);
+  }
+  rc = write_key(w, "json_error");
+  return rc ? rc : pomelo_json_write_string(w, why, strlen(why));
+}
+
 /* Builds the JSON line of one package into the writer. Returns 0, a library error (negative), or
  * EXIT_BAD_INPUT after reporting a bad message. */
 static int build_line(tool *t, const pomelo_pkg *pkg) {
   pomelo_json_writer *w = t->w;
   const uint8_t *body = pkg->body;
   size_t body_len = pkg->body_len;
+  const pomelo_pb_type *type = NULL;
+  pomelo_msg m;
   int rc;
 
+  memset(&m, 0, sizeof(m));
   pomelo_json_writer_reset(w);
   if ((rc = pomelo_json_write_begin_object(w)) || (rc = write_key(w, "offset")) ||
       (rc = pomelo_json_write_uint64(w, t->pkg_start)) || (rc = write_key(w, "package"))) {
@@ -236,8 +835,9 @@ static int build_line(tool *t, const pomelo_pkg *pkg) {
     return rc;
   }
   if (pkg->type == POMELO_PKG_DATA) {
-    pomelo_msg m;
-    const char *name;
+    const char *name, *route = NULL;
+    size_t route_len = 0;
+    int nomem;
     rc = pomelo_msg_decode(pkg->body, pkg->body_len, &m);
     if (rc) {
       return input_error(t, 0, "bad message in a data package: %s", pomelo_strerror(rc));
@@ -255,7 +855,14 @@ static int build_line(tool *t, const pomelo_pkg *pkg) {
       if (m.route_compressed) {
         rc = write_key(w, "route_code");
         rc = rc ? rc : pomelo_json_write_uint64(w, m.route_code);
+        route = pomelo_dict_route(t->dict, m.route_code, &route_len);
+        if (!rc && route) {
+          rc = write_key(w, "route_name");
+          rc = rc ? rc : pomelo_json_write_string(w, route, route_len);
+        }
       } else {
+        route = m.route;
+        route_len = m.route_len;
         rc = write_text_or_hex(t, "route", (const uint8_t *)m.route, m.route_len);
       }
       if (rc) {
@@ -267,10 +874,22 @@ static int build_line(tool *t, const pomelo_pkg *pkg) {
         return rc;
       }
     }
+    type = find_proto(t, &m, route, route_len, &nomem);
+    if (nomem) {
+      return POMELO_ERR_NOMEM;
+    }
     body = m.body;
     body_len = m.body_len;
   }
-  if ((rc = write_text_or_hex(t, "body", body, body_len))) {
+  if (type) {
+    /* A protobuf body is binary: always hex, whatever its bytes happen to look like. */
+    rc = write_key(w, "body_hex");
+    rc = rc ? rc : write_hex_string(t, body, body_len);
+    rc = rc ? rc : write_decoded(t, type, &m);
+  } else {
+    rc = write_text_or_hex(t, "body", body, body_len);
+  }
+  if (rc) {
     return rc;
   }
   return pomelo_json_write_end_object(w);
@@ -289,6 +908,9 @@ static int print_package(tool *t, const pomelo_pkg *pkg) {
   text = pomelo_json_writer_data(t->w, &len);
   if ((rc = write_bytes(t, text, len)) || (rc = write_bytes(t, "\n", 1))) {
     return rc;
+  }
+  if (pkg->type == POMELO_PKG_HANDSHAKE) {
+    stream_handshake(t, pkg);
   }
   return 0;
 }
@@ -552,12 +1174,16 @@ enum {
   K_GZIP,
   K_BODY,
   K_BODY_HEX,
+  /* Derived from the others and the dictionary and protos: accepted, then ignored. */
+  K_ROUTE_NAME,
+  K_JSON,
+  K_JSON_ERROR,
   K_COUNT
 };
 
 static const char *const key_names[K_COUNT] = {
-    "offset",    "package",    "message", "id",   "route",
-    "route_hex", "route_code", "gzip",    "body", "body_hex",
+    "offset", "package", "message",  "id",         "route", "route_hex",  "route_code",
+    "gzip",   "body",    "body_hex", "route_name", "json",  "json_error",
 };
 
 static int key_index(const char *k, size_t len) {
@@ -668,6 +1294,11 @@ static int encode_object(tool *t, const pomelo_json_value *root) {
     int64_t ignored;
     if ((rc = get_uint(t, f[K_OFFSET], "offset", INT64_MAX, 0, &ignored))) {
       return rc;
+    }
+  }
+  for (i = K_ROUTE_NAME; i < K_COUNT; i++) {
+    if (i != K_JSON && f[i] && pomelo_json_typeof(f[i]) != POMELO_JSON_STRING) {
+      return input_error(t, 0, "\"%s\" must be a string", key_names[i]);
     }
   }
   if (!f[K_PACKAGE]) {
@@ -827,9 +1458,10 @@ static int encode_lines(tool *t) {
 
   pomelo_json_options_default(&jo);
   jo.utf8 = POMELO_JSON_UTF8_STRICT;
-  jo.max_depth = 4;
-  /* Room for a body at the limit in hex, or as text escaped as \u00XX at worst. */
-  jo.max_size = 6 * t->opt.limit + 4096;
+  jo.max_depth = LINE_DEPTH;
+  /* A line may carry a derived "json" of any size beside its body, which is checked against
+   * --limit once parsed. */
+  jo.max_size = SIZE_MAX;
 
   while ((n = read_line(t, &line, &cap)) >= 0) {
     const char *s = line;
@@ -885,6 +1517,38 @@ static int match_opt(char **argv, int argc, int *i, const char *lng, const char 
   return 0;
 }
 
+/* The options that name a file of the dictionary and protos. */
+static const struct {
+  const char *name;
+  size_t field; /* offset of the path in options */
+} file_opts[] = {
+    {"--handshake", offsetof(options, handshake_path)},
+    {"--dict", offsetof(options, dict_path)},
+    {"--server-protos", offsetof(options, server_protos_path)},
+    {"--client-protos", offsetof(options, client_protos_path)},
+};
+
+/* Matches one of file_opts. Returns 0 (no match), 1, or EXIT_USAGE (reported). */
+static int match_file_opt(char **argv, int argc, int *i, options *o) {
+  size_t k;
+  for (k = 0; k < sizeof(file_opts) / sizeof(file_opts[0]); k++) {
+    const char *val = NULL;
+    const char **slot = (const char **)(void *)((char *)o + file_opts[k].field);
+    int m = match_opt(argv, argc, i, file_opts[k].name, NULL, &val);
+    if (m < 0) {
+      return usage_error("%s needs a file name", file_opts[k].name);
+    }
+    if (m > 0) {
+      if (*slot) {
+        return usage_error("%s may be given only once", file_opts[k].name);
+      }
+      *slot = val;
+      return 1;
+    }
+  }
+  return 0;
+}
+
 static int parse_args(int argc, char **argv, options *o, int *done) {
   int i, end_of_opts = 0;
   memset(o, 0, sizeof(*o));
@@ -904,7 +1568,10 @@ static int parse_args(int argc, char **argv, options *o, int *done) {
     if (strcmp(a, "--") == 0) {
       end_of_opts = 1;
     } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-      fputs(help_text, stdout);
+      size_t k;
+      for (k = 0; k < sizeof(help_text) / sizeof(help_text[0]); k++) {
+        fputs(help_text[k], stdout);
+      }
       *done = 1;
       return 0;
     } else if (strcmp(a, "-V") == 0 || strcmp(a, "--version") == 0) {
@@ -936,6 +1603,10 @@ static int parse_args(int argc, char **argv, options *o, int *done) {
                            (unsigned)POMELO_PKG_BODY_MAX);
       }
       o->limit = (size_t)v;
+    } else if ((m = match_file_opt(argv, argc, &i, o)) != 0) {
+      if (m == EXIT_USAGE) {
+        return m;
+      }
     } else if ((m = match_opt(argv, argc, &i, "--output", "-o", &val)) != 0) {
       if (m < 0) {
         return usage_error("%s needs a file name", a);
@@ -951,6 +1622,11 @@ static int parse_args(int argc, char **argv, options *o, int *done) {
   if (o->encode && o->input == IN_TRACE) {
     return usage_error("--trace is for reading packages, not for --encode");
   }
+  if (o->encode &&
+      (o->handshake_path || o->dict_path || o->server_protos_path || o->client_protos_path)) {
+    return usage_error("--handshake, --dict and the --*-protos files are for dumping, not for "
+                       "--encode (it ignores route_name and json)");
+  }
   return 0;
 }
 
@@ -963,10 +1639,14 @@ int main(int argc, char **argv) {
   if (rc || done) {
     return rc;
   }
+  if (!t.opt.encode && (rc = load_context(&t)) != 0) {
+    goto out;
+  }
   if (t.opt.in_path && strcmp(t.opt.in_path, "-") != 0) {
     t.in = fopen(t.opt.in_path, t.opt.input == IN_RAW && !t.opt.encode ? "rb" : "r");
     if (!t.in) {
-      return io_error(&t, "cannot open", t.opt.in_path);
+      rc = io_error(&t, "cannot open", t.opt.in_path);
+      goto out;
     }
   } else {
     t.in = stdin;
@@ -988,7 +1668,10 @@ int main(int argc, char **argv) {
   } else {
     rc = pomelo_pkg_decoder_new(&t.dec, NULL, t.opt.limit, 0);
     if (rc == 0) {
-      rc = pomelo_json_writer_new(&t.w, NULL, 4);
+      rc = pomelo_json_writer_new(&t.w, NULL, LINE_DEPTH);
+    }
+    if (rc == 0) {
+      rc = pomelo_json_writer_new(&t.pbw, NULL, LINE_DEPTH - 1);
     }
     if (rc) {
       rc = input_error(&t, 0, "%s", pomelo_strerror(rc));
@@ -1009,6 +1692,10 @@ out:
   }
   pomelo_pkg_decoder_del(t.dec);
   pomelo_json_writer_del(t.w);
+  pomelo_json_writer_del(t.pbw);
+  pomelo_dict_del(t.dict);
+  pomelo_protos_del(t.protos);
+  id_clear(&t.ids);
   free(t.hexbuf);
   return rc;
 }

@@ -94,7 +94,7 @@ static void on_forward(pomelo_server *srv, pomelo_session *s, const char *json, 
   (void)json;
   (void)len;
   if (m->type == POMELO_MSG_REQUEST) {
-    pomelo_server_respond(srv, pomelo_session_id(s), m->id, "{}", 2);
+    pomelo_server_respond(srv, pomelo_session_id(s), m->id, NULL, "{}", 2);
   }
 }
 

@@ -644,11 +644,12 @@ static void test_dictionary(void) {
   feed_push(cl, NULL, 3, "{}", 1000);
   feed_push(cl, NULL, 13, "{}", 1000);
   feed_push(cl, NULL, 0, "{}", 1000);
-  feed_push(cl, "onChat", 0, "{}", 1000);
+  feed_push(cl, "onChat", 0, "{}", 1000); /* onChat has a proto: "{}" is no protobuf body */
+  feed_push(cl, "onChat", 0, "", 1000);
   is_str(take_log(),
          "push send chat.chatHandler.send {}\npush default gate.gateHandler.queryEntry {}\n"
          "push default 13 {}\npush default 0 {}\npush default onChat {}\n",
-         "compressed pushes resolved; unknown codes as digits");
+         "compressed pushes resolved; unknown codes as digits; an undecodable push dropped");
 
   /* Connection lost, reconnect: the handshake sends the dictVersion; the server omits the
    * dictionary, and the cached one keeps working. */
@@ -658,10 +659,10 @@ static void test_dictionary(void) {
   is_str(take_log(), "reconnect 1\n", "reconnect time");
   pomelo_client_connect(cl, 7000);
   snprintf(want, sizeof want,
-           "hs:{\"sys\":{\"type\":\"libpomelo\",\"version\":\"%s\",\"dictVersion\":"
-           "\"s2r1qfKDrbhWCkA6uf+PTA==\"}}",
+           "hs:{\"sys\":{\"type\":\"libpomelo\",\"version\":\"%s\",\"protoVersion\":"
+           "\"2zWPnSlRsRxjqgcU215Uxg==\",\"dictVersion\":\"s2r1qfKDrbhWCkA6uf+PTA==\"}}",
            POMELO_VERSION_STRING);
-  is_str(drain(cl, 7000), want, "second handshake sends sys.dictVersion");
+  is_str(drain(cl, 7000), want, "second handshake sends sys.protoVersion and sys.dictVersion");
   feed_pkg(cl, POMELO_PKG_HANDSHAKE, CHAT_HS_CACHED, 7000);
   drain(cl, 7000);
   request(cl, "connector.entryHandler.enter", "{}", 0, "E", 7000, &id);
@@ -1092,11 +1093,9 @@ static void pump(pomelo_client *cl, pomelo_conn *sv, uint64_t now) {
 
 /* `ws`: over WebSocket (the server sniffs the upgrade, as the real hybrid connector does). */
 static void test_against_our_server(int ws) {
-  static const char dict[] = "{\"chat.chatHandler.send\":1,\"connector.entryHandler.enter\":2,"
-                             "\"gate.gateHandler.queryEntry\":3}";
-  static const char c2r[] =
-      "{\"1\":\"chat.chatHandler.send\",\"2\":\"connector.entryHandler.enter\","
-      "\"3\":\"gate.gateHandler.queryEntry\"}";
+  static const char *const routes[] = {"chat.chatHandler.send", "connector.entryHandler.enter",
+                                       "gate.gateHandler.queryEntry"};
+  pomelo_dict *dict = NULL;
   pomelo_conn_settings ss;
   pomelo_conn_callbacks scb;
   pomelo_conn *sv = NULL;
@@ -1122,9 +1121,12 @@ static void test_against_our_server(int ws) {
   scb.on_message = srv_on_message;
   pomelo_conn_settings_default(&ss);
   ss.heartbeat_interval_ms = 2000;
-  ss.dict_json = dict;
-  ss.code_to_route_json = c2r;
-  ss.dict_version = "s2r1qfKDrbhWCkA6uf+PTA==";
+  if (pomelo_dict_new(&dict, NULL, routes, 3, NULL, 0) != 0) {
+    ok(0, "%s: a dictionary", tr);
+    pomelo_client_del(cl);
+    return;
+  }
+  ss.dict = dict;
   for (k = 0; k < 2; k++) {
     char want[256];
     pomelo_conn_new(&sv, &ss, &scb, NULL, now, &sr);
@@ -1171,6 +1173,7 @@ static void test_against_our_server(int ws) {
   is_str(take_log(), "", "%s: no events meanwhile", tr);
   pomelo_conn_del(sv);
   pomelo_client_del(cl);
+  pomelo_dict_del(dict);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -1303,6 +1306,117 @@ static void test_nomem(void) {
   ok(once, "every issued request's callback ran exactly once");
 }
 
+/* Protobuf against a server connection with protos: requests encoded with the client protos,
+ * responses decoded by the request's route, pushes by theirs; the set is cached across a
+ * reconnect and its version sent, and a server that then leaves it out does not lose it. */
+typedef struct pb_srv {
+  char body_hex[256];
+  char hs[512];
+} pb_srv;
+
+static void pb_srv_message(pomelo_conn *c, const pomelo_msg *m, void *ud) {
+  pb_srv *ps = ud;
+  size_t i, n = 0;
+  pomelo_msg resp;
+  for (i = 0; i < m->body_len && n + 3 < sizeof ps->body_hex; i++) {
+    n += (size_t)snprintf(ps->body_hex + n, sizeof ps->body_hex - n, "%02x", m->body[i]);
+  }
+  ps->body_hex[n] = 0;
+  if (m->type == POMELO_MSG_REQUEST) {
+    memset(&resp, 0, sizeof resp);
+    resp.type = POMELO_MSG_RESPONSE;
+    resp.id = m->id;
+    resp.body = (const uint8_t *)"\x08\xc8\x01\x12\x02ok"; /* {"code":200,"msg":"ok"} */
+    resp.body_len = 7;
+    pomelo_conn_send(c, &resp);
+    memset(&resp, 0, sizeof resp);
+    resp.type = POMELO_MSG_PUSH;
+    resp.route = "onChat";
+    resp.route_len = 6;
+    resp.body = (const uint8_t *)"\x0a\x02hi\x12\x05"
+                                 "alice\x1a\x01*";
+    resp.body_len = 14;
+    pomelo_conn_send(c, &resp);
+  }
+}
+
+static void pb_srv_handshake(pomelo_conn *c, const pomelo_json_value *req, void *ud) {
+  pb_srv *ps = ud;
+  pomelo_json_writer *w;
+  const char *t;
+  size_t n;
+  pomelo_json_writer_new(&w, NULL, 0);
+  pomelo_json_write_value(w, pomelo_json_get(req, "sys"));
+  t = pomelo_json_writer_data(w, &n);
+  snprintf(ps->hs, sizeof ps->hs, "%.*s", (int)n, t);
+  pomelo_json_writer_del(w);
+  pomelo_conn_handshake_reply(c, 200, NULL, 0);
+}
+
+static void test_protobuf(void) {
+  static const char sp[] = "{\"onChat\":{\"required string msg\":1,\"required string from\":2,"
+                           "\"required string target\":3},\"connector.h.pb\":{\"required uInt32 "
+                           "code\":1,\"optional string msg\":2}}";
+  static const char cp[] = "{\"connector.h.pb\":{\"required string name\":1,\"optional sInt32 "
+                           "n\":2}}";
+  pomelo_protos *protos = NULL;
+  pomelo_conn_settings ss;
+  pomelo_conn_callbacks scb;
+  pomelo_conn *sv = NULL;
+  pomelo_client *cl;
+  pb_srv ps;
+  int k;
+  cl = new_client(NULL, NULL);
+  if (!cl || pomelo_protos_new(&protos, NULL, sp, strlen(sp), cp, strlen(cp), NULL, NULL) != 0) {
+    ok(0, "protobuf: client and protos");
+    pomelo_client_del(cl);
+    return;
+  }
+  memset(&ps, 0, sizeof ps);
+  memset(&scb, 0, sizeof scb);
+  scb.on_message = pb_srv_message;
+  scb.on_handshake = pb_srv_handshake;
+  pomelo_conn_settings_default(&ss);
+  ss.protos = protos;
+  for (k = 0; k < 2; k++) {
+    pomelo_conn_new(&sv, &ss, &scb, NULL, 0, &ps);
+    pomelo_client_connect(cl, 0);
+    pump(cl, sv, 0);
+    take_log();
+    if (k == 0) {
+      ok(!strstr(ps.hs, "protoVersion"), "first handshake: no protoVersion");
+    } else {
+      char want[128];
+      snprintf(want, sizeof want, "\"protoVersion\":\"%s\"", pomelo_protos_version(protos));
+      ok(strstr(ps.hs, want) != NULL, "second handshake: the cached protoVersion (%s)", ps.hs);
+    }
+    is_int(request(cl, "connector.h.pb", "{\"name\":\"bob\",\"n\":-2,\"x\":1}", 0, "P", 0, NULL), 0,
+           "connect %d: a protobuf request", k + 1);
+    pump(cl, sv, 0);
+    is_str(ps.body_hex, "0a03626f621003", "connect %d: sent as protobuf, unknown key dropped",
+           k + 1);
+    is_str(take_log(),
+           k == 0 ? "response P connector.h.pb #1 {\"code\":200,\"msg\":\"ok\"}\n"
+                    "push default onChat {\"msg\":\"hi\",\"from\":\"alice\",\"target\":\"*\"}\n"
+                  : "response P connector.h.pb #3 {\"code\":200,\"msg\":\"ok\"}\n"
+                    "push default onChat {\"msg\":\"hi\",\"from\":\"alice\",\"target\":\"*\"}\n",
+           "connect %d: protobuf response and push read as JSON", k + 1);
+    is_int(request(cl, "connector.h.pb", "{\"n\":1}", 0, "P", 0, NULL), POMELO_ERR_PB_REQUIRED,
+           "connect %d: a body without a required field is refused", k + 1);
+    is_int(request(cl, "connector.h.pb", "not json", 0, "P", 0, NULL), POMELO_ERR_JSON_SYNTAX,
+           "connect %d: so is one that is not JSON", k + 1);
+    is_int(request(cl, "other", "raw", 0, "R", 0, NULL), 0, "connect %d: other routes as given",
+           k + 1);
+    pump(cl, sv, 0);
+    is_str(ps.body_hex, "726177", "connect %d: untouched", k + 1);
+    take_log();
+    pomelo_conn_del(sv);
+    sv = NULL;
+  }
+  pomelo_client_del(cl);
+  pomelo_protos_del(protos);
+}
+
 int main(void) {
   test_handshake();
   test_handshake_refused();
@@ -1320,5 +1434,6 @@ int main(void) {
   test_against_our_server(1);
   test_settings();
   test_nomem();
+  test_protobuf();
   return done_testing();
 }

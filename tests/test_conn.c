@@ -448,17 +448,17 @@ static void test_server_deferred_handshake(void) {
   pomelo_conn_del(c);
 }
 
-/* The real connector's answers, byte for byte (spec 4.4, traces/handshake-responses.hex). */
+/* The real connector's answers, byte for byte (spec 4.4, traces/handshake-responses.hex): the
+ * dictionary and protos built from chatofpomelo's handler routes and serverProtos.json, as the
+ * real server builds them, must give the answer it sent. */
 static void test_server_dict_protos(void) {
-  static const char *dict = "{\"chat.chatHandler.send\":1,\"connector.entryHandler.enter\":2,"
-                            "\"gate.gateHandler.queryEntry\":3}";
-  static const char *c2r = "{\"1\":\"chat.chatHandler.send\",\"2\":\"connector.entryHandler."
-                           "enter\",\"3\":\"gate.gateHandler.queryEntry\"}";
-  static const char *protos =
-      "{\"server\":{\"onChat\":{\"msg\":{\"option\":\"required\",\"type\":\"string\",\"tag\":1},"
-      "\"from\":{\"option\":\"required\",\"type\":\"string\",\"tag\":2},\"target\":{\"option\":"
-      "\"required\",\"type\":\"string\",\"tag\":3},\"__messages\":{},\"__tags\":{\"1\":\"msg\","
-      "\"2\":\"from\",\"3\":\"target\"}}},\"client\":{},\"version\":\"2zWPnSlRsRxjqgcU215Uxg==\"}";
+  static const char *const routes[] = {"gate.gateHandler.queryEntry",
+                                       "connector.entryHandler.enter", "chat.chatHandler.send"};
+  static const char *server_protos =
+      "{\"onChat\":{\"required string msg\":1,\"required string from\":2,\"required string "
+      "target\":3}}";
+  pomelo_dict *dict = NULL;
+  pomelo_protos *protos = NULL;
   static const char *conn733 =
       "1:{\"code\":200,\"sys\":{\"heartbeat\":3,\"dict\":{\"chat.chatHandler.send\":1,\"connector."
       "entryHandler.enter\":2,\"gate.gateHandler.queryEntry\":3},\"routeToCode\":{\"chat."
@@ -476,11 +476,12 @@ static void test_server_dict_protos(void) {
   char want[2048];
   pomelo_conn_settings_default(&s);
   s.heartbeat_interval_ms = 3000;
-  s.dict_json = dict;
-  s.code_to_route_json = c2r;
-  s.dict_version = "s2r1qfKDrbhWCkA6uf+PTA==";
-  s.protos_json = protos;
-  s.proto_version = "2zWPnSlRsRxjqgcU215Uxg==";
+  is_int(pomelo_dict_new(&dict, NULL, routes, 3, NULL, 0), 0, "chatofpomelo's dictionary");
+  is_int(
+      pomelo_protos_new(&protos, NULL, server_protos, strlen(server_protos), "{}", 2, NULL, NULL),
+      0, "chatofpomelo's protos");
+  s.dict = dict;
+  s.protos = protos;
 
   c = server(&r, 0, 0, &s);
   feed_pkg(c, POMELO_PKG_HANDSHAKE, BROWSER_HS, 0);
@@ -513,6 +514,34 @@ static void test_server_dict_protos(void) {
   ok(strstr(drain_text(c, 0), "\"dict\":") && strstr(conn733, "\"protos\":"),
      "a different or non-string version gets the full answer");
   pomelo_conn_del(c);
+
+  /* No protos: a client that cached another server's protos gets an empty set (with its own
+   * version) so that it stops using them; one with none (0, absent) gets nothing. */
+  s.protos = NULL;
+  c = server(&r, 0, 0, &s);
+  feed_pkg(c, POMELO_PKG_HANDSHAKE,
+           "{\"sys\":{\"type\":\"js-websocket\",\"version\":\"0.0.1\",\"rsa\":{},\"protoVersion\":"
+           "\"2zWPnSlRsRxjqgcU215Uxg==\",\"dictVersion\":\"s2r1qfKDrbhWCkA6uf+PTA==\"}}",
+           0);
+  is_str(drain_text(c, 0),
+         "1:{\"code\":200,\"sys\":{\"heartbeat\":3,\"useDict\":true,\"protos\":{\"server\":{},"
+         "\"client\":{},\"version\":\"xT9OvpsqULwrUv2IpdUD4Q==\"},\"useProto\":true}}",
+         "stale protoVersion, no protos: the empty set replaces the cache");
+  pomelo_conn_del(c);
+  c = server(&r, 0, 0, &s);
+  feed_pkg(c, POMELO_PKG_HANDSHAKE, BROWSER_HS, 0);
+  ok(!strstr(drain_text(c, 0), "proto"), "protoVersion 0, no protos: nothing about protos");
+  pomelo_conn_del(c);
+  c = server(&r, 0, 0, &s);
+  feed_pkg(c, POMELO_PKG_HANDSHAKE,
+           "{\"sys\":{\"protoVersion\":\"xT9OvpsqULwrUv2IpdUD4Q==\",\"dictVersion\":"
+           "\"s2r1qfKDrbhWCkA6uf+PTA==\"}}",
+           0);
+  is_str(drain_text(c, 0), "1:{\"code\":200,\"sys\":{\"heartbeat\":3,\"useDict\":true}}",
+         "the empty set's version cached: nothing to resend");
+  pomelo_conn_del(c);
+  pomelo_dict_del(dict);
+  pomelo_protos_del(protos);
 }
 
 static void test_server_heartbeat_variants(void) {

@@ -3,6 +3,8 @@
  * SPDX-License-Identifier: MIT
  */
 #include <pomelo/server.h>
+#include <pomelo/dict.h>
+#include <pomelo/protobuf.h>
 
 #include "tap.h"
 #include "testutil.h"
@@ -475,7 +477,7 @@ static void test_forward_roundtrip(void) {
          "backend dispatch");
   is_str(backend_reply, "{\"route\":\"chat.chatHandler.send\",\"json\":true,\"uid\":\"bob\"}",
          "the handler ran on the imported session (uid bob)");
-  is_int(pomelo_server_respond(front, sid, id, backend_reply, strlen(backend_reply)), 0,
+  is_int(pomelo_server_respond(front, sid, id, NULL, backend_reply, strlen(backend_reply)), 0,
          "the frontend sends the backend's answer");
   is_str(drain(s, 2), "resp 21 {\"route\":\"chat.chatHandler.send\",\"json\":true,\"uid\":\"bob\"}",
          "the client gets it under its request id");
@@ -494,7 +496,7 @@ static void test_forward_roundtrip(void) {
          POMELO_ERR_INVALID_ARG, "bad session JSON refused");
   is_int(pomelo_server_dispatch(back, "{", 1, &m, take_reply, NULL), POMELO_ERR_JSON_SYNTAX,
          "unparsable session JSON refused");
-  is_int(pomelo_server_respond(front, 999, 1, "{}", 2), POMELO_ERR_NOT_FOUND,
+  is_int(pomelo_server_respond(front, 999, 1, NULL, "{}", 2), POMELO_ERR_NOT_FOUND,
          "respond to a session that is gone");
   pomelo_server_del(back);
   pomelo_server_del(front);
@@ -1160,6 +1162,262 @@ static void test_nomem(void) {
      n);
 }
 
+/* ---------------------------------------------------------------------------------------------
+ * The wire: dictionary, protobuf, compression, text (spec 3, 7, 12.19)
+ * ------------------------------------------------------------------------------------------- */
+
+/* Drains a session's DATA output as "push #code|route hex" / "resp id hex" (the flag's gzip bit
+ * shown as a trailing " gz"), '|' between messages; `frame` receives the first iovec's base (the
+ * shared frame of a push). */
+static const char *drain_hex(pomelo_session *s, uint64_t now, const void **frame) {
+  static char text[1 << 14];
+  static uint8_t buf[1 << 14];
+  struct iovec iov[32];
+  size_t total = 0, tl = 0, pos = 0, i;
+  int n, k;
+  if (frame) {
+    *frame = NULL;
+  }
+  while ((n = pomelo_session_out_iov(s, iov, 32)) > 0) {
+    size_t got = 0;
+    if (frame && !*frame) {
+      *frame = iov[0].iov_base;
+    }
+    for (k = 0; k < n; k++) {
+      if (total + iov[k].iov_len <= sizeof buf) {
+        memcpy(buf + total, iov[k].iov_base, iov[k].iov_len);
+        total += iov[k].iov_len;
+      }
+      got += iov[k].iov_len;
+    }
+    pomelo_session_out_consume(s, got, now);
+  }
+  text[0] = 0;
+  while (pos < total && tl < sizeof text - 64) {
+    pomelo_pkg p;
+    size_t used;
+    pomelo_msg m;
+    if (pomelo_pkg_decode(buf + pos, total - pos, &p, &used) != 0) {
+      break;
+    }
+    pos += used;
+    if (p.type != POMELO_PKG_DATA || pomelo_msg_decode(p.body, p.body_len, &m) != 0) {
+      continue;
+    }
+    if (m.type == POMELO_MSG_PUSH && m.route_compressed) {
+      tl +=
+          (size_t)snprintf(text + tl, sizeof text - tl, "%spush #%u ", tl ? "|" : "", m.route_code);
+    } else if (m.type == POMELO_MSG_PUSH) {
+      tl += (size_t)snprintf(text + tl, sizeof text - tl, "%spush %.*s ", tl ? "|" : "",
+                             (int)m.route_len, m.route);
+    } else {
+      tl += (size_t)snprintf(text + tl, sizeof text - tl, "%sresp %u ", tl ? "|" : "", m.id);
+    }
+    for (i = 0; i < m.body_len && tl + 3 < sizeof text; i++) {
+      tl += (size_t)snprintf(text + tl, sizeof text - tl, "%02x", m.body[i]);
+    }
+    if (m.gzip) {
+      tl += (size_t)snprintf(text + tl, sizeof text - tl, " gz");
+    }
+  }
+  return text;
+}
+
+static char last_body[4096];
+static void h_record(pomelo_request *req, void *ud) {
+  const pomelo_msg *m = pomelo_request_msg(req);
+  (void)ud;
+  snprintf(last_body, sizeof last_body, "%.*s", (int)m->body_len, (const char *)m->body);
+  pomelo_request_respond(req, (const char *)m->body, m->body_len);
+}
+
+/* Joins with a given handshake body. */
+static pomelo_session *join_as(pomelo_server *srv, const char *hs, uint64_t now) {
+  pomelo_session *s = NULL;
+  if (pomelo_server_accept(srv, now, NULL, &s) != 0) {
+    return NULL;
+  }
+  feed_pkg(s, POMELO_PKG_HANDSHAKE, hs, strlen(hs), now);
+  feed_pkg(s, POMELO_PKG_HANDSHAKE_ACK, NULL, 0, now);
+  drain(s, now);
+  return s;
+}
+
+static int feed_raw_msg(pomelo_session *s, const pomelo_msg *msg, uint64_t now) {
+  uint8_t m[4096];
+  size_t n;
+  pomelo_msg_encode(m, sizeof m, msg, &n);
+  return feed_pkg(s, POMELO_PKG_DATA, m, n, now);
+}
+
+static const char *UTF8_HS = "{\"sys\":{\"type\":\"desktop\",\"version\":\"0.3.5-release\"}}";
+
+static void test_wire_formats(void) {
+  static const char *const routes[] = {"connector.entryHandler.enter", "connector.h.pb",
+                                       "chat.chatHandler.send"};
+  static const char *const extra[] = {"onAdd"};
+  static const char sp[] = "{\"onChat\":{\"required string msg\":1,\"required string from\":2,"
+                           "\"required string target\":3},\"connector.h.pb\":{\"required uInt32 "
+                           "code\":1,\"optional string msg\":2}}";
+  static const char cp[] = "{\"connector.h.pb\":{\"required string name\":1,\"optional sInt32 "
+                           "n\":2}}";
+  pomelo_dict *dict = NULL;
+  pomelo_protos *protos = NULL;
+  pomelo_server_settings st;
+  pomelo_server *srv;
+  pomelo_session *br, *lp, *lp2;
+  pomelo_channel *ch;
+  pomelo_msg m;
+  pomelo_server_stats stats;
+  const void *f1, *f2, *f3;
+  char want[512];
+
+  if (pomelo_dict_new(&dict, NULL, routes, 3, extra, 1) != 0 ||
+      pomelo_protos_new(&protos, NULL, sp, strlen(sp), cp, strlen(cp), NULL, NULL) != 0) {
+    ok(0, "dictionary and protos");
+    return;
+  }
+  pomelo_server_settings_default(&st);
+  st.conn.heartbeat_interval_ms = 3000;
+  st.conn.dict = dict;
+  st.conn.protos = protos;
+  srv = make_server(&st, NULL, 0);
+  pomelo_server_on(srv, "connector.entryHandler.enter", h_record, NULL);
+  pomelo_server_on(srv, "connector.h.pb", h_record, NULL);
+  br = join(srv, 0); /* the browser client: sys.type js-websocket */
+  lp = join_as(srv, UTF8_HS, 0);
+  lp2 = join_as(srv, UTF8_HS, 0);
+  is_int(pomelo_session_format(br),
+         POMELO_FORMAT_PROTOBUF | POMELO_FORMAT_PROTOBUF_RESPONSES | POMELO_FORMAT_CESU8,
+         "browser: protobuf, protobuf responses, CESU-8");
+  is_int(pomelo_session_format(lp), POMELO_FORMAT_PROTOBUF | POMELO_FORMAT_PROTOBUF_RESPONSES,
+         "libpomelo2: protobuf and UTF-8");
+
+  /* A compressed request (code 2: connector.entryHandler.enter; chat.chatHandler.send sorts
+   * first). */
+  memset(&m, 0, sizeof m);
+  m.type = POMELO_MSG_REQUEST;
+  m.id = 5;
+  m.route_compressed = 1;
+  m.route_code = 2;
+  m.body = (const uint8_t *)"{\"a\":1}";
+  m.body_len = 7;
+  feed_raw_msg(lp, &m, 1);
+  is_str(last_body, "{\"a\":1}", "code 2 resolved to its route: the handler ran");
+  is_str(drain_hex(lp, 1, NULL), "resp 5 7b2261223a317d", "and answered in JSON (no proto)");
+  m.route_code = 77;
+  last_body[0] = 0;
+  pomelo_server_get_stats(srv, &stats);
+  feed_raw_msg(lp, &m, 1);
+  is_str(last_body, "", "an unknown code is dropped (spec 2.5)");
+  is_str(drain_hex(lp, 1, NULL), "", "with no answer");
+  {
+    pomelo_server_stats s2;
+    pomelo_server_get_stats(srv, &s2);
+    is_int(s2.dropped_messages, stats.dropped_messages + 1, "counted as dropped");
+  }
+
+  /* A protobuf request (client proto) reaches the handler as JSON; the response is protobuf
+   * (server proto of the request's route). */
+  memset(&m, 0, sizeof m);
+  m.type = POMELO_MSG_REQUEST;
+  m.id = 6;
+  m.route = "connector.h.pb";
+  m.route_len = strlen(m.route);
+  m.body = (const uint8_t *)"\x0a\x03"
+                            "bob\x10\x03";
+  m.body_len = 7;
+  feed_raw_msg(lp, &m, 1);
+  is_str(last_body, "{\"name\":\"bob\",\"n\":-2}", "protobuf request decoded to JSON");
+  /* h_record answers with the body it got: {"name":"bob","n":-2} has no required "code". */
+  is_str(drain_hex(lp, 1, NULL), "resp 6 ", "a body that does not fit: sent empty (real server)");
+  pomelo_server_get_stats(srv, &stats);
+  is_int(stats.encode_errors, 1, "counted");
+  /* The browser encoder's varints with wire type 2 are read too. */
+  m.body = (const uint8_t *)"\x0a\x03"
+                            "bob\x12\x03";
+  feed_raw_msg(br, &m, 1);
+  is_str(last_body, "{\"name\":\"bob\",\"n\":-2}", "wire type ignored on decode");
+  drain(br, 1);
+  m.body = (const uint8_t *)"\x0a\x09"
+                            "bo";
+  m.body_len = 4;
+  last_body[0] = 0;
+  feed_raw_msg(lp, &m, 1);
+  is_str(last_body, "", "a truncated protobuf body does not reach the handler");
+  is_str(drain_hex(lp, 1, NULL), "resp 6 08f403",
+         "the request is answered {\"code\":500}, in its route's proto");
+  is_int(ev.last_error, POMELO_ERR_PB_TRUNCATED, "on_error learns why");
+  pomelo_server_get_stats(srv, &stats);
+  is_int(stats.decode_errors, 1, "decode errors counted");
+
+  /* Responses in protobuf, or JSON when the session does not take protobuf responses. */
+  pomelo_server_on(srv, "connector.h.pb", h_ok, NULL); /* {"code":200,"msg":"ok"} */
+  m.body = (const uint8_t *)"\x0a\x01x";
+  m.body_len = 3;
+  feed_raw_msg(lp, &m, 1);
+  is_str(drain_hex(lp, 1, NULL), "resp 6 08c80112026f6b", "protobuf response (spec 7.3 vector)");
+  is_int(pomelo_session_set_format(lp, POMELO_FORMAT_PROTOBUF), 0, "responses as JSON");
+  feed_raw_msg(lp, &m, 1);
+  is_str(drain(lp, 1), "resp 6 {\"code\":200,\"msg\":\"ok\"}", "JSON response (libpomelo2)");
+  is_int(pomelo_session_set_format(lp, 0x100), POMELO_ERR_INVALID_ARG, "unknown format bit");
+
+  /* Pushes: protobuf for protobuf sessions, JSON for the others; one frame per format. */
+  pomelo_session_set_format(lp2, 0); /* JSON only */
+  pomelo_channel_new(srv, "r", 1, &ch);
+  pomelo_channel_add(ch, "a", 1, pomelo_session_id(lp));
+  pomelo_channel_add(ch, "b", 1, pomelo_session_id(br));
+  pomelo_channel_add(ch, "c", 1, pomelo_session_id(lp2));
+  is_int(
+      pomelo_channel_push(ch, "onChat", "{\"msg\":\"hi\",\"from\":\"alice\",\"target\":\"*\"}", 40),
+      3, "push to 3");
+  is_str(drain_hex(lp, 2, &f1), "push onChat 0a0268691205616c6963651a012a",
+         "protobuf session: the spec 7.4 bytes");
+  is_str(drain_hex(br, 2, &f2), "push onChat 0a0268691205616c6963651a012a", "browser: the same");
+  is_str(drain_hex(lp2, 2, &f3),
+         "push onChat "
+         "7b226d7367223a226869222c2266726f6d223a22616c696365222c22746172676574223a222a227d",
+         "JSON session: JSON");
+  ok(f1 == f2 && f1 != f3, "the two protobuf members share one frame; JSON has its own");
+  pomelo_channel_push(ch, "onAdd", "{\"user\":\"x\"}", 12);
+  is_str(drain_hex(lp2, 2, NULL), "push #4 7b2275736572223a2278227d",
+         "a push route in the dictionary goes out as its code (extra routes after handlers)");
+  drain(lp, 2);
+  drain(br, 2);
+
+  /* Text outside the BMP: real UTF-8 for UTF-8 clients; escapes (JSON) or CESU-8 (protobuf)
+   * for the browser. */
+  pomelo_channel_push(ch, "onX", "{\"t\":\"\xf0\x9f\x98\x80\"}", 12);
+  is_str(drain(lp, 3), "push onX {\"t\":\"\xf0\x9f\x98\x80\"}", "UTF-8 client: 4-byte UTF-8");
+  is_str(drain(br, 3), "push onX {\"t\":\"\\ud83d\\ude00\"}", "browser: JSON escapes");
+  drain(lp2, 3);
+  {
+    const char *b = "{\"msg\":\"\xf0\x9f\x98\x80\",\"from\":\"a\",\"target\":\"*\"}";
+    pomelo_channel_push(ch, "onChat", b, strlen(b));
+  }
+  is_str(drain_hex(br, 3, NULL), "push onChat 0a06eda0bdedb8801201611a012a",
+         "browser: a protobuf string in CESU-8");
+  is_str(drain_hex(lp, 3, NULL), "push onChat 0a04f09f98801201611a012a",
+         "UTF-8 client: a protobuf string in UTF-8");
+  drain(lp2, 3);
+  /* A browser sends CESU-8; handlers get UTF-8. */
+  feed_msg(br, POMELO_MSG_REQUEST, 9, "connector.entryHandler.enter",
+           "{\"t\":\"\xed\xa0\xbd\xed\xb8\x80\"}", 3);
+  is_str(last_body, "{\"t\":\"\xf0\x9f\x98\x80\"}",
+         "CESU-8 from the browser reaches handlers as UTF-8");
+  is_str(drain(br, 3), "resp 9 {\"t\":\"\\ud83d\\ude00\"}", "and goes back readable to it");
+
+  /* Binary routes pass untouched. */
+  is_int(pomelo_server_binary_route(srv, "connector.entryHandler.enter"), 0, "binary route");
+  feed_msg(br, POMELO_MSG_REQUEST, 10, "connector.entryHandler.enter", "\xed\xa0\xbd raw", 3);
+  is_str(last_body, "\xed\xa0\xbd raw", "binary request bytes untouched");
+  is_str(drain(br, 3), "resp 10 \xed\xa0\xbd raw", "binary response untouched");
+  (void)want;
+  pomelo_server_del(srv);
+  pomelo_dict_del(dict);
+  pomelo_protos_del(protos);
+}
+
 int main(void) {
   test_dispatch_table();
   test_filters_and_late_answers();
@@ -1178,5 +1436,6 @@ int main(void) {
   test_error_codes();
   test_too_large();
   test_nomem();
+  test_wire_formats();
   return done_testing();
 }

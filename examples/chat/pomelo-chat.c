@@ -17,8 +17,12 @@
  *              hand-over would sit in two processes with a message bus between them; here the
  *              "bus" is a function call, which is enough to show the three ends to connect.
  *
- * Routes (bodies are JSON; no route dictionary and no protobuf are announced, so the browser
- * client sends routes as strings and receives every push as JSON):
+ * The wire is the real app's: the gate and the connector announce chatofpomelo's protos (its
+ * serverProtos.json: onChat is protobuf), the connector also its route dictionary (the handler
+ * routes of the three server types, numbered as the real server numbers them), so the versions
+ * match the real server's and a browser that cached them there keeps working here; clients
+ * then send the request routes as 2-byte codes. Bodies are JSON otherwise.
+ * Routes:
  *   gate.gateHandler.queryEntry {uid}             -> {"code":200,"host":H,"port":connector port}
  *   connector.entryHandler.enter {username, rid}  -> {"users":[names in the room]}
  *   chat.chatHandler.send {rid, content, from, target}  -> {} and onChat pushes
@@ -54,6 +58,17 @@ static pomelo_server *chat;             /* the backend: no sockets, only handler
 static char connector_port[16];         /* the port really bound, handed out by the gate */
 static const char *public_host;         /* what queryEntry answers as the connector's host */
 static pomelo_json_writer *writer;      /* builds every JSON body; one at a time, then reused */
+static pomelo_dict *dict;               /* the connector's route dictionary */
+static pomelo_protos *protos;           /* the frontends' protos */
+
+/* The handler routes of every server type of the deployment: the real server numbers these,
+ * sorted, from 1 (config/dictionary.json adds nothing in chatofpomelo). */
+static const char *const handler_routes[] = {
+    "gate.gateHandler.queryEntry", "connector.entryHandler.enter", "chat.chatHandler.send"};
+/* chatofpomelo's config/serverProtos.json (its clientProtos.json is {}). */
+static const char server_protos[] =
+    "{\"onChat\":{\"required string msg\":1,\"required string from\":2,"
+    "\"required string target\":3}}";
 
 /* ---------------------------------------------------------------------------------------------
  * Small helpers
@@ -277,13 +292,14 @@ static void on_session_done(server_loop *l, pomelo_server *srv, pomelo_session *
 typedef struct pending {
   uint64_t sid;
   uint32_t id;
+  char route[POMELO_MSG_ROUTE_MAX + 1]; /* the request's route: it picks the response's proto */
 } pending;
 
 /* The backend answered a forwarded request: the connector sends it to the client, if the client
  * is still there (pomelo_server_respond returns POMELO_ERR_NOT_FOUND otherwise). */
 static void forward_reply(const char *body, size_t len, void *arg) {
   pending *p = arg;
-  (void)pomelo_server_respond(connector, p->sid, p->id, body, len); /* NOT_FOUND: it left */
+  (void)pomelo_server_respond(connector, p->sid, p->id, p->route, body, len); /* NOT_FOUND: gone */
   free(p);
 }
 
@@ -306,6 +322,8 @@ static void on_forward(pomelo_server *srv, pomelo_session *s, const char *sessio
     if (p) {
       p->sid = pomelo_session_id(s);
       p->id = msg->id;
+      memcpy(p->route, msg->route, msg->route_len); /* at most POMELO_MSG_ROUTE_MAX bytes */
+      p->route[msg->route_len] = 0;
       if (pomelo_server_dispatch(chat, session_json, session_json_len, msg, forward_reply, p) ==
           0) {
         return; /* forward_reply answers and frees p */
@@ -315,7 +333,7 @@ static void on_forward(pomelo_server *srv, pomelo_session *s, const char *sessio
   }
   /* A server type nobody runs here (or no memory): the real server answers {"code":500}. */
   if (msg->type == POMELO_MSG_REQUEST) {
-    (void)pomelo_server_respond(srv, pomelo_session_id(s), msg->id, LIT("{\"code\":500}"));
+    (void)pomelo_server_respond(srv, pomelo_session_id(s), msg->id, NULL, LIT("{\"code\":500}"));
   }
 }
 
@@ -416,14 +434,18 @@ static void send_chat(pomelo_request *req, void *user_data) {
  * Start-up
  * ------------------------------------------------------------------------------------------- */
 
-/* Creates a server with its id, type, heartbeat interval (0: none) and callbacks. */
+/* Creates a server with its id, type, heartbeat interval (0: none), dictionary and protos (NULL:
+ * none) and callbacks. */
 static int make_server(pomelo_server **out, const char *id, const char *type, uint32_t heartbeat_ms,
+                       const pomelo_dict *d, const pomelo_protos *p,
                        const pomelo_server_callbacks *cb) {
   pomelo_server_settings st;
   pomelo_server_settings_default(&st); /* transport AUTO: TCP and WebSocket on one port */
   st.server_id = id;
   st.server_type = type;
   st.conn.heartbeat_interval_ms = heartbeat_ms;
+  st.conn.dict = d;
+  st.conn.protos = p;
   return pomelo_server_new(out, &st, cb, NULL, NULL);
 }
 
@@ -432,13 +454,27 @@ static int start(server_loop **loop, const char *host, const char *gate_port, co
                  char *gate_bound, size_t gate_bound_len) {
   pomelo_server_callbacks conn_cb = {0};
   server_loop_callbacks loop_cb = {0};
+  pomelo_pb_error perr;
   int rc;
   conn_cb.on_forward = on_forward; /* chat routes go to the backend */
   loop_cb.on_session_done = on_session_done;
   rc = pomelo_json_writer_new(&writer, NULL, 0);
-  rc = rc ? rc : make_server(&gate, "gate-server-1", "gate", 0, NULL);
-  rc = rc ? rc : make_server(&connector, "connector-server-1", "connector", 3000, &conn_cb);
-  rc = rc ? rc : make_server(&chat, "chat-server-1", "chat", 0, NULL);
+  rc = rc ? rc
+          : pomelo_dict_new(&dict, NULL, handler_routes,
+                            sizeof handler_routes / sizeof handler_routes[0], NULL, 0);
+  if (rc == 0) {
+    rc = pomelo_protos_new(&protos, NULL, LIT(server_protos), LIT("{}"), NULL, &perr);
+    if (rc) {
+      fprintf(stderr, "pomelo-chat: protos: %s at %s\n", pomelo_strerror(rc), perr.path);
+      return -1;
+    }
+  }
+  /* As chatofpomelo: the gate has protos but no dictionary and no heartbeat. */
+  rc = rc ? rc : make_server(&gate, "gate-server-1", "gate", 0, NULL, protos, NULL);
+  rc =
+      rc ? rc
+         : make_server(&connector, "connector-server-1", "connector", 3000, dict, protos, &conn_cb);
+  rc = rc ? rc : make_server(&chat, "chat-server-1", "chat", 0, NULL, NULL, NULL);
   rc = rc ? rc : pomelo_server_on(gate, "gate.gateHandler.queryEntry", query_entry, NULL);
   rc = rc ? rc : pomelo_server_on(connector, "connector.entryHandler.enter", enter, NULL);
   rc = rc ? rc : pomelo_server_on(chat, "chat.chatHandler.send", send_chat, NULL);
@@ -495,6 +531,8 @@ int main(int argc, char **argv) {
   pomelo_server_del(connector);
   pomelo_server_del(chat);
   pomelo_json_writer_del(writer);
+  pomelo_protos_del(protos);
+  pomelo_dict_del(dict);
   if (status == 0) {
     fprintf(stderr, "pomelo-chat: stopped by signal %d\n", sig);
   }

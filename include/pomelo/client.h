@@ -56,7 +56,8 @@ typedef struct pomelo_client_settings {
   /** The connection settings (role is forced to client): handshake fields (client_type,
    * client_version, user_json), timeouts, max_body, transport (TCP or WS). Its strings are
    * borrowed and must outlive the client. cached_dict_version is ignored: the client sends the
-   * version of the dictionary it received in an earlier handshake (spec 10). */
+   * versions of the dictionary and protos it received in an earlier handshake (spec 10), and
+   * cached_proto_version likewise. */
   pomelo_conn_settings conn;
   /** Default timeout of a request, in ms (default 10000; 0 = none). */
   uint32_t request_timeout_ms;
@@ -64,21 +65,31 @@ typedef struct pomelo_client_settings {
   /** Randomness (for reconnect jitter and, over WebSocket, keys and masks): returns 32 random
    * bits; receives the client's user_data. May be NULL (no jitter) except over WebSocket. */
   uint32_t (*random)(void *user_data);
+  /** Request and notify bodies of at least this many bytes are deflated (a zlib stream) and
+   * flagged (bit 4); 0 (default) never: the real servers do not inflate. Needs zlib
+   * (POMELO_ERR_UNSUPPORTED from pomelo_client_new otherwise). Flagged responses and pushes
+   * are inflated in every case (up to conn.max_body). */
+  uint32_t gzip_min;
 } pomelo_client_settings;
 
 /** Fills `s` with the defaults. */
 POMELO_API void pomelo_client_settings_default(pomelo_client_settings *s);
 
 /** Called once per request: `status` is 0 with the response message (views valid during the
- * call), POMELO_ERR_TIMEOUT when no response came in time, or POMELO_ERR_CLOSED when the
- * connection was lost or the client disconnected or deleted first (`resp` NULL then).
- * `route` is the request's route. */
+ * call; its body is JSON text: decoded from protobuf with the server proto of the request's
+ * route when the handshake's protos have one, inflated when flagged), POMELO_ERR_TIMEOUT when
+ * no response came in time, POMELO_ERR_CLOSED when the connection was lost or the client
+ * disconnected or deleted first, or the decode error of a response that came but could not be
+ * read (POMELO_ERR_PB_*, POMELO_ERR_GZIP*; `resp` NULL in all those cases). `route` is the
+ * request's route. */
 typedef void (*pomelo_response_cb)(pomelo_client *client, int status, const char *route,
                                    size_t route_len, const pomelo_msg *resp, void *req_data);
 
 /** Called for a push: `route` is the push route, resolved through the handshake dictionary when
  * compressed (an unknown code is given as its decimal digits, as the JS client does); the
- * route fields of `push` are as they were on the wire. Views are valid during the call. */
+ * route fields of `push` are as they were on the wire, its body JSON text (decoded from
+ * protobuf with the route's server proto, inflated; a push that cannot be decoded is dropped).
+ * Views are valid during the call. */
 typedef void (*pomelo_push_cb)(pomelo_client *client, const char *route, size_t route_len,
                                const pomelo_msg *push, void *user_data);
 
@@ -166,9 +177,11 @@ POMELO_API uint64_t pomelo_client_expiry(const pomelo_client *client);
 POMELO_API int pomelo_client_handle_expiry(pomelo_client *client, uint64_t now);
 
 /** Sends a request (CONNECTED only) on `route`, NUL-terminated. The route is compressed when
- * the server's dictionary has it. `timeout_ms` 0 uses the settings' default. `cb` (may be NULL) is
- * called exactly once, later, never from inside this call. Ids run 1..2^31-1, wrap, skip 0 and ids
- * still waiting.
+ * the server's dictionary has it; `body` is JSON text (or any bytes), encoded to protobuf when
+ * the handshake's client protos have the route (then it must be JSON that fits the proto:
+ * POMELO_ERR_JSON_* or POMELO_ERR_PB_* otherwise, nothing sent). `timeout_ms` 0 uses the settings'
+ * default. `cb` (may be NULL) is called exactly once, later, never from inside this call. Ids
+ * run 1..2^31-1, wrap, skip 0 and ids still waiting.
  * `*id_out` (if not NULL) receives the id. Errors (nothing is sent, `cb` is never called):
  * POMELO_ERR_INVALID_ARG (a NULL route, or a NULL body with a length), POMELO_ERR_STATE (not
  * connected), the codec's errors (POMELO_ERR_ROUTE_TOO_LONG, POMELO_ERR_PKG_TOO_LARGE, ...),

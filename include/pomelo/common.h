@@ -49,7 +49,8 @@ extern "C" {
  * All other codes leave the object as the function's comment says.
  *
  * Ranges: -1..-19 general, -20..-39 codec, -40..-59 JSON, -60..-79 transport, -80..-99
- * connection, -100..-119 server, -120..-139 client, -500 and below fatal.
+ * connection, -100..-119 server, -120..-139 client, -140..-159
+ * protobuf, -500 and below fatal.
  *
  * Application error codes are positive: the library never uses a positive error code, so an
  * application passes its own (1, 2, ...) through pomelo_request_error, filters and on_error,
@@ -74,6 +75,9 @@ extern "C" {
   X(ERR_MSG_TRUNCATED, -24, "message ends inside its header")                                      \
   X(ERR_MSG_ID, -25, "message id out of range (1 to 2^31-1, at most 5 varint bytes)")              \
   X(ERR_ROUTE_TOO_LONG, -26, "route longer than 255 bytes")                                        \
+  X(ERR_ROUTE_CODE, -27, "route code not in the dictionary")                                       \
+  X(ERR_GZIP, -28, "invalid compressed body")                                                      \
+  X(ERR_GZIP_TOO_LARGE, -29, "compressed body inflates past the limit")                            \
   X(ERR_JSON_SYNTAX, -40, "invalid JSON")                                                          \
   X(ERR_JSON_DEPTH, -41, "JSON nested deeper than the limit")                                      \
   X(ERR_JSON_TOO_LARGE, -42, "JSON text larger than the limit")                                    \
@@ -89,6 +93,14 @@ extern "C" {
   X(ERR_ROUTE, -100, "route is not serverType.handler.method")                                     \
   X(ERR_ROUTE_TYPE, -101, "route of another server type")                                          \
   X(ERR_NO_HANDLER, -102, "no handler for the route")                                              \
+  X(ERR_PB_SCHEMA, -140, "invalid protobuf description")                                           \
+  X(ERR_PB_TRUNCATED, -141, "protobuf body ends inside a field")                                   \
+  X(ERR_PB_TAG, -142, "protobuf tag not in the message")                                           \
+  X(ERR_PB_TYPE, -143, "value does not fit the protobuf field type")                               \
+  X(ERR_PB_REQUIRED, -144, "required protobuf field missing")                                      \
+  X(ERR_PB_DEPTH, -145, "protobuf messages nested deeper than the limit")                          \
+  X(ERR_PB_VARINT, -146, "protobuf varint longer than 64 bits")                                    \
+  X(ERR_PB_UTF8, -147, "protobuf string is not UTF-8")                                             \
   X(ERR_FATAL, -500, "fatal error")                                                                \
   X(ERR_NOMEM, -501, "out of memory")                                                              \
   X(ERR_INTERNAL, -503, "internal error")

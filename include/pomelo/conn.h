@@ -21,7 +21,9 @@
 
 #include <pomelo/common.h>
 #include <pomelo/codec.h>
+#include <pomelo/dict.h>
 #include <pomelo/json.h>
+#include <pomelo/protobuf.h>
 #include <pomelo/transport.h>
 
 #if defined(_WIN32)
@@ -113,17 +115,18 @@ typedef struct pomelo_conn_settings {
    * (default 8192; a larger request is answered 431 and closed). */
   uint32_t http_max_head;
 
-  /* Server role: the optional parts of the handshake response (spec 4.3), as JSON text, NULL
-   * when absent. With `dict_json` set, the response has "useDict":true and, when the client's
-   * sys.dictVersion differs from `dict_version`, "dict" and "routeToCode" (both `dict_json`),
-   * "codeToRoute" and "dictVersion". With `protos_json` set ({"server":..,"client":..,
-   * "version":..}), the response has "useProto":true and, when the client's sys.protoVersion
-   * differs from `proto_version`, "protos". */
-  const char *dict_json;
-  const char *code_to_route_json;
-  const char *dict_version;
-  const char *protos_json;
-  const char *proto_version;
+  /* Server role: the optional parts of the handshake response (spec 4.3). Borrowed: they must
+   * outlive every connection created with the settings.
+   * - `dict` (NULL: none): the response has "useDict":true and, when the client's
+   *   sys.dictVersion is absent or differs, "dict", "routeToCode", "codeToRoute" and
+   *   "dictVersion" (always the four together: libpomelo2 aborts on a subset).
+   * - `protos` (NULL: none): the response has "useProto":true and, when the client's
+   *   sys.protoVersion is not the set's version, "protos" {"server","client","version"}.
+   *   Without protos, a client that announces a protoVersion (a cache from another server) gets
+   *   an empty set with its own version and "useProto":true, so it stops decoding with stale
+   *   schemas; a client announcing none (or 0) gets neither. */
+  const pomelo_dict *dict;
+  const pomelo_protos *protos;
 
   /* Client role: what the handshake request says (spec 4.2). */
   const char *client_type;          /**< sys.type; default "libpomelo" */

@@ -7,6 +7,8 @@
 #include <pomelo/common.h>
 #include <pomelo/codec.h>
 #include <pomelo/json.h>
+#include <pomelo/dict.h>
+#include <pomelo/protobuf.h>
 #include <pomelo/transport.h>
 #include <pomelo/conn.h>
 #include <pomelo/server.h>

@@ -70,6 +70,33 @@ typedef enum pomelo_rate_policy {
   POMELO_RATE_KICK = 1  /**< the session is kicked with reason "rate limit" */
 } pomelo_rate_policy;
 
+/** How a server writes text for a client (spec 12.19). The real browser client encodes and
+ * decodes UTF-8 itself and knows only 1- to 3-byte sequences: it sends a character outside the
+ * Basic Multilingual Plane (an emoji) as CESU-8 (two 3-byte surrogate sequences) and cannot read
+ * one sent as 4-byte UTF-8. */
+typedef enum pomelo_text_mode {
+  /** Default: CESU8 for clients whose handshake says sys.type "js-websocket" (the browser
+   * client), UTF8 for every other client (libpomelo2, Unity, pomelo_client). */
+  POMELO_TEXT_AUTO = 0,
+  POMELO_TEXT_UTF8 = 1, /**< every client reads real UTF-8 */
+  POMELO_TEXT_CESU8 = 2 /**< every client gets the browser form */
+} pomelo_text_mode;
+
+/** A session's wire format (pomelo_session_format): which bodies are protobuf and how text is
+ * written. Received bodies are turned into JSON in real UTF-8 whatever the format; only what
+ * the server sends depends on it. */
+#define POMELO_FORMAT_PROTOBUF                                                                     \
+  0x1u /**< pushes (and requests in) of routes that have a proto                                   \
+            are protobuf (set when the server has protos) */
+#define POMELO_FORMAT_CESU8                                                                        \
+  0x2u                          /**< characters outside the BMP: in JSON bodies as                 \
+                                     \uD83D\uDE00 escapes, in protobuf strings and routes          \
+                                     as CESU-8 */
+#define POMELO_FORMAT_GZIP 0x4u /**< bodies of settings.gzip_min bytes and more deflated */
+#define POMELO_FORMAT_PROTOBUF_RESPONSES                                                           \
+  0x8u /**< responses protobuf-encoded with the server                                             \
+            proto of the request's route */
+
 /** Server settings. Fill with pomelo_server_settings_default, then change fields. */
 typedef struct pomelo_server_settings {
   /** This server's id ("connector-server-1", the sessions' frontendId) and type ("connector",
@@ -95,6 +122,19 @@ typedef struct pomelo_server_settings {
    * output-ready notification of a session for up to N ms, so that the pushes of that window
    * leave in one writev (like the real server's buffer scheduler, whose default is 20 ms). */
   uint32_t flush_interval_ms;
+  /** With protos (conn.protos): responses to a request whose route has a server proto are
+   * protobuf, as the real server sends them (1, the default). 0 sends them as JSON, for
+   * libpomelo2 clients, which cannot decode protobuf responses (spec 10). Pushes are protobuf
+   * either way. Per session: POMELO_FORMAT_PROTOBUF_RESPONSES. */
+  int protobuf_responses;
+  /** How text is written for clients (default POMELO_TEXT_AUTO). Per session:
+   * POMELO_FORMAT_CESU8. */
+  pomelo_text_mode text_mode;
+  /** Responses and pushes whose body is at least this many bytes are deflated (a zlib stream)
+   * and flagged (bit 4); 0 (default) never: NetEase clients do not inflate (libpomelo2 rejects
+   * the flag), only pomelo_client and pitaya-style clients do. Needs zlib. Per session:
+   * POMELO_FORMAT_GZIP. Flagged input is inflated in every case (up to conn.max_body). */
+  uint32_t gzip_min;
 } pomelo_server_settings;
 
 /** Fills `s` with the defaults. */
@@ -266,6 +306,15 @@ POMELO_API size_t pomelo_server_foreach(pomelo_server *srv, int (*fn)(pomelo_ses
 POMELO_API size_t pomelo_server_session_count(const pomelo_server *srv);
 POMELO_API size_t pomelo_server_bound_count(const pomelo_server *srv);
 
+/** The session's wire format (POMELO_FORMAT_* bits). It is chosen when the handshake arrives,
+ * from the settings and the client's sys.type (see pomelo_text_mode), before check_client and
+ * on_handshake run, which may change it. */
+POMELO_API unsigned pomelo_session_format(const pomelo_session *s);
+
+/** Sets the session's wire format for what is sent from now on. Errors: POMELO_ERR_INVALID_ARG
+ * (an unknown bit), POMELO_ERR_UNSUPPORTED (POMELO_FORMAT_GZIP without zlib). */
+POMELO_API int pomelo_session_set_format(pomelo_session *s, unsigned format);
+
 /** Kicks one session: see pomelo_conn_kick (a KICK {"reason":...} when `reason`, NUL-terminated,
  * is not NULL and the session is past its handshake, then a close after the flush). Errors:
  * POMELO_ERR_STATE (already closing), POMELO_ERR_INVALID_ARG (reason not UTF-8),
@@ -308,6 +357,13 @@ typedef void (*pomelo_handler_fn)(pomelo_request *req, void *user_data);
 POMELO_API int pomelo_server_on(pomelo_server *srv, const char *route, pomelo_handler_fn fn,
                                 void *user_data);
 
+/** Makes `route` (NUL-terminated, any route: a handler's, another server type's, a push
+ * route) a binary route: its bodies pass untouched both ways, never parsed as JSON, decoded or
+ * encoded as protobuf, or rewritten for text (received bodies are still inflated when flagged).
+ * Its handlers read pomelo_request_msg(req)->body. Errors: POMELO_ERR_ROUTE_TOO_LONG,
+ * POMELO_ERR_INVALID_ARG, POMELO_ERR_NOMEM. */
+POMELO_API int pomelo_server_binary_route(pomelo_server *srv, const char *route);
+
 /** A before-filter: return 0 to let the request through, or an error code (an application code
  * > 0 or a library code < 0) to stop it: a request is then answered as an error through
  * on_error; a notify is dropped. It must not answer the request itself. */
@@ -329,19 +385,29 @@ POMELO_API int pomelo_server_after(pomelo_server *srv, const char *route, pomelo
 POMELO_API pomelo_session *pomelo_request_session(const pomelo_request *req);
 /** The session id the request came from (also after release). */
 POMELO_API uint64_t pomelo_request_sid(const pomelo_request *req);
-/** The message: type (REQUEST or NOTIFY), id, route (always the string route, resolved), body.
- * Views valid until the request is answered. */
+/** The message: type (REQUEST or NOTIFY), id, route (always the string route: a dictionary
+ * code resolved, CESU-8 repaired), body: JSON text in UTF-8 whatever came on the wire (decoded
+ * from protobuf, inflated, CESU-8 surrogate pairs rewritten as UTF-8), or on a binary route the
+ * bytes as received (inflated). Views valid until the request is answered. */
 POMELO_API const pomelo_msg *pomelo_request_msg(const pomelo_request *req);
-/** The body parsed as JSON (NULL when it is not valid JSON; the real server would dispatch {}).
- * Valid until the request is answered. */
+/** The body parsed as JSON (NULL when it is not valid JSON, and on a binary route; the real
+ * server would dispatch {}). Valid until the request is answered. */
 POMELO_API const pomelo_json_value *pomelo_request_json(pomelo_request *req);
 
-/** Answers with `body` (JSON text; NULL or empty: "{}") and frees the handle (in every case).
+/** Answers with `body` (JSON text; NULL or empty: "{}"; on a binary route, bytes) and frees the
+ * handle (in every case). The library writes it in the session's format: protobuf when the
+ * request's route has a server proto and the session takes protobuf responses (when the body
+ * does not fit the proto, an empty body goes out as from the real server, and the call returns
+ * the POMELO_ERR_PB_* code after sending it), JSON otherwise.
  * A notify: does nothing, returns 0 (the handle lives until its handler returns). Errors:
  * POMELO_ERR_INVALID_ARG (body NULL with a length; nothing done, the handle stays),
  * POMELO_ERR_CLOSED (the session is gone or closing: nothing sent), POMELO_ERR_NOMEM (the
  * session is closed, POMELO_CLOSE_ERROR, rather than leave its client waiting). */
 POMELO_API int pomelo_request_respond(pomelo_request *req, const char *body, size_t len);
+
+/** pomelo_request_respond with the body as a tree (`value`, borrowed for the call; NULL: {}),
+ * e.g. the request's own pomelo_request_json. After-filters see it written as JSON. */
+POMELO_API int pomelo_request_respond_value(pomelo_request *req, const pomelo_json_value *value);
 
 /** Answers as an error and frees the handle: `err` is the application's code (> 0) or a
  * library code (< 0), given to on_error and the after-filters, never sent; the body is what
@@ -355,10 +421,13 @@ POMELO_API int pomelo_request_error(pomelo_request *req, int err, const char *bo
 POMELO_API void pomelo_request_drop(pomelo_request *req);
 
 /** Sends a response for request `id` of session `sid` (a forwarded request answered by a
- * backend). Errors: POMELO_ERR_NOT_FOUND (no such session), POMELO_ERR_STATE (not working),
- * codec errors, POMELO_ERR_NOMEM (the session is closed, POMELO_CLOSE_ERROR). */
+ * backend). `route` (NUL-terminated, may be NULL) is the request's route, which chooses the
+ * response's proto, as for pomelo_request_respond; NULL sends JSON. Errors:
+ * POMELO_ERR_NOT_FOUND (no such session), POMELO_ERR_STATE (not working), codec errors,
+ * POMELO_ERR_PB_* (sent with an empty body), POMELO_ERR_NOMEM (the session is closed,
+ * POMELO_CLOSE_ERROR). */
 POMELO_API int pomelo_server_respond(pomelo_server *srv, uint64_t sid, uint32_t id,
-                                     const char *body, size_t len);
+                                     const char *route, const char *body, size_t len);
 
 /** Backend side of forwarding: runs `msg` (a forwarded request or notify) through this server's
  * filters and handlers for a session imported from `session_json` (from
@@ -375,8 +444,14 @@ POMELO_API int pomelo_server_dispatch(pomelo_server *srv, const char *session_js
 /* ---------------------------------------------------------------------------------------------
  * Pushes and channels
  *
- * Every push is encoded once into one refcounted frame shared by all its recipients (raw TCP and
- * WebSocket alike); each recipient's queue holds a reference.
+ * A push is encoded once per wire format among its recipients (JSON or protobuf, text for the
+ * browser or UTF-8; a channel of JSON and protobuf members encodes twice at most) into
+ * refcounted frames shared by every recipient of that format (raw TCP and WebSocket alike);
+ * each recipient's queue holds a reference. The route goes out as its dictionary code when the
+ * dictionary has it. Bodies are JSON text (NULL or empty: "{}"), or bytes on a binary route;
+ * the _value variants take a parsed tree instead (written as JSON, or encoded to protobuf
+ * without reparsing). A body that does not fit the route's proto goes out empty to protobuf
+ * recipients, as from the real server (counted in stats.encode_errors).
  * ------------------------------------------------------------------------------------------- */
 
 /** Pushes `body` (JSON text; NULL or empty: "{}") on `route` (NUL-terminated) to one session.
@@ -385,6 +460,10 @@ POMELO_API int pomelo_server_dispatch(pomelo_server *srv, const char *session_js
  * POMELO_ERR_NOMEM (the push could not be queued: the session is closed, POMELO_CLOSE_ERROR). */
 POMELO_API int pomelo_session_push(pomelo_session *s, const char *route, const char *body,
                                    size_t len);
+
+/** pomelo_session_push with the body as a tree (`value`, borrowed for the call; NULL: {}). */
+POMELO_API int pomelo_session_push_value(pomelo_session *s, const char *route,
+                                         const pomelo_json_value *value);
 
 /** Pushes to every session bound to each of the `n` uids. Returns the number of sessions
  * reached, or an error (codec errors, POMELO_ERR_NOMEM when the push could not be built:
@@ -424,6 +503,10 @@ POMELO_API const char *pomelo_channel_name(const pomelo_channel *ch, size_t *len
 POMELO_API int pomelo_channel_push(pomelo_channel *ch, const char *route, const char *body,
                                    size_t len);
 
+/** pomelo_channel_push with the body as a tree (`value`, borrowed for the call; NULL: {}). */
+POMELO_API int pomelo_channel_push_value(pomelo_channel *ch, const char *route,
+                                         const pomelo_json_value *value);
+
 /* ---------------------------------------------------------------------------------------------
  * Statistics
  * ------------------------------------------------------------------------------------------- */
@@ -451,8 +534,11 @@ typedef struct pomelo_server_stats {
   uint64_t protocol_errors;
   uint64_t dropped_messages; /**< malformed, unroutable or out-of-state messages dropped */
   uint64_t forwarded;
-  uint64_t too_large; /**< sessions closed for a package or message over max_body */
-  uint64_t errors;    /**< sessions closed because the library failed (out of memory) */
+  uint64_t too_large;     /**< sessions closed for a package or message over max_body */
+  uint64_t errors;        /**< sessions closed because the library failed (out of memory) */
+  uint64_t decode_errors; /**< received bodies that could not be decoded (protobuf, gzip) */
+  uint64_t encode_errors; /**< bodies sent empty because they did not fit their proto */
+  uint64_t gzip_bombs;    /**< flagged bodies that inflated past max_body (session closed) */
 } pomelo_server_stats;
 
 /** Copies the counters into `out`. */

@@ -450,6 +450,30 @@ static void conn_on_close(pomelo_conn *conn, int reason, void *ud) {
   }
 }
 
+/* The protos part of an accepted handshake: a new set when the server sent one, else the
+ * cached one stays (the server omits it when our protoVersion matched); without sys.useProto
+ * the cache is dropped (as libpomelo2 does), and so is a set we cannot read. */
+static int protos_update(pomelo_client *cl, const pomelo_json_value *sys) {
+  const pomelo_json_value *p = pomelo_json_get(sys, "protos");
+  pomelo_protos *np = NULL;
+  int rc;
+  if (!js_truthy(pomelo_json_get(sys, "useProto"))) {
+    pomelo_protos_del(cl->protos);
+    cl->protos = NULL;
+    return 0;
+  }
+  if (pomelo_json_typeof(p) != POMELO_JSON_OBJECT) {
+    return 0;
+  }
+  rc = pomelo_protos_from_handshake(&np, &cl->alloc, p, NULL, NULL);
+  if (rc == POMELO_ERR_NOMEM) {
+    return rc;
+  }
+  pomelo_protos_del(cl->protos);
+  cl->protos = rc ? NULL : np;
+  return 0;
+}
+
 static void conn_on_hs_response(pomelo_conn *conn, int code, const pomelo_json_value *resp,
                                 void *ud) {
   pomelo_client *cl = ud;
@@ -465,6 +489,7 @@ static void conn_on_hs_response(pomelo_conn *conn, int code, const pomelo_json_v
     return;
   }
   rc = dict_update(cl, pomelo_json_get(resp, "sys"));
+  rc = rc ? rc : protos_update(cl, pomelo_json_get(resp, "sys"));
   if (rc) {
     pm_conn_abort(conn, POMELO_CLOSE_ERROR); /* on_close: connection_ended, a reconnect */
     return;
@@ -499,15 +524,59 @@ static void conn_on_output(pomelo_conn *conn, void *ud) {
   }
 }
 
+/* The body of a received response or push for `route` as JSON text (decoded from protobuf
+ * with the server proto of the route, inflated). `m` is copied into *out with that body. */
+static int receive_body(pomelo_client *cl, const pomelo_msg *m, const char *route, size_t len,
+                        pomelo_msg *out, pm_bytes *body, pomelo_json_writer **own, int *used) {
+  const pomelo_pb_type *pb = pomelo_protos_find(cl->protos, POMELO_PROTOS_SERVER, route, len);
+  pomelo_json_writer *w = NULL;
+  int rc;
+  *own = NULL;
+  *used = 0;
+  if (pb && !cl->scratch_busy) {
+    if (!cl->scratch && (rc = pomelo_json_writer_new(&cl->scratch, &cl->alloc, 0)) != 0) {
+      return rc;
+    }
+    w = cl->scratch;
+    cl->scratch_busy = 1;
+    *used = 1;
+  } else if (pb) {
+    /* A feed from inside a callback that still reads the scratch writer's text. */
+    if ((rc = pomelo_json_writer_new(own, &cl->alloc, 0)) != 0) {
+      return rc;
+    }
+    w = *own;
+  }
+  rc = pm_in_body(&cl->alloc, w, m, pb, 0, cl->set.conn.max_body, body, NULL);
+  if (rc == 0) {
+    *out = *m;
+    out->body = body->p;
+    out->body_len = body->len;
+    out->gzip = 0;
+  }
+  return rc;
+}
+
 static void on_response(pomelo_client *cl, const pomelo_msg *m) {
   pm_req *r = pm_idmap_del(&cl->reqs, &cl->alloc, m->id);
+  pomelo_json_writer *own;
+  pomelo_msg in;
+  pm_bytes body;
+  int rc, used;
   if (!r) {
     return; /* timed out already, or never ours: ignored */
   }
   req_forget(cl, r);
+  /* The body's proto is the request's route's (spec 7.3: the id -> route map). */
+  rc = receive_body(cl, m, r->route, r->route_len, &in, &body, &own, &used);
   if (r->cb) {
-    r->cb(cl, 0, r->route, r->route_len, m, r->data);
+    r->cb(cl, rc, r->route, r->route_len, rc ? NULL : &in, r->data);
   }
+  if (rc == 0) {
+    pm_bytes_fini(&body, &cl->alloc);
+  }
+  pomelo_json_writer_del(own);
+  cl->scratch_busy = used ? 0 : cl->scratch_busy;
   pm_free(&cl->alloc, r);
 }
 
@@ -518,6 +587,10 @@ static void on_push(pomelo_client *cl, const pomelo_msg *m) {
   const pm_strmap_ent *e;
   pomelo_push_cb cb = cl->cb.on_push;
   void *ud = cl->user_data;
+  pomelo_json_writer *own;
+  pomelo_msg in;
+  pm_bytes body;
+  int used;
   if (m->route_compressed) {
     const pm_route *r = pm_idmap_get(&cl->dict.c2r, m->route_code);
     if (r) {
@@ -534,9 +607,15 @@ static void on_push(pomelo_client *cl, const pomelo_msg *m) {
     cb = (pomelo_push_cb)e->fn;
     ud = e->ud;
   }
-  if (cb) {
-    cb(cl, route, len, m, ud);
+  /* A push whose body cannot be decoded is dropped (libpomelo2 would reconnect). */
+  if (receive_body(cl, m, route, len, &in, &body, &own, &used) == 0) {
+    if (cb) {
+      cb(cl, route, len, &in, ud);
+    }
+    pm_bytes_fini(&body, &cl->alloc);
   }
+  pomelo_json_writer_del(own);
+  cl->scratch_busy = used ? 0 : cl->scratch_busy;
 }
 
 static void conn_on_message(pomelo_conn *conn, const pomelo_msg *m, void *ud) {
@@ -590,7 +669,11 @@ int pomelo_client_new(pomelo_client **out, const pomelo_client_settings *setting
     pomelo_client_settings_default(&s);
   }
   s.conn.role = POMELO_ROLE_CLIENT;
-  s.conn.cached_dict_version = NULL; /* the client sends the version of the dict it holds */
+  s.conn.cached_dict_version = NULL; /* the client sends the versions of what it holds */
+  s.conn.cached_proto_version = NULL;
+  if (s.gzip_min && !(pomelo_features() & POMELO_FEATURE_ZLIB)) {
+    return POMELO_ERR_UNSUPPORTED;
+  }
   pm_alloc_init(&a, alloc);
   cl = pm_calloc(&a, sizeof(*cl));
   if (!cl) {
@@ -637,6 +720,8 @@ void pomelo_client_del(pomelo_client *cl) {
   reap(cl);
   pm_strmap_fini(&cl->handlers, &cl->alloc);
   dict_fini(&cl->dict, &cl->alloc);
+  pomelo_protos_del(cl->protos);
+  pomelo_json_writer_del(cl->scratch);
   pm_conn_shared_unref(cl->sh);
   a = cl->alloc;
   pm_free(&a, cl);
@@ -670,8 +755,10 @@ int pomelo_client_connect(pomelo_client *cl, uint64_t now) {
     cl->zombies_cap = ncap;
   }
   cl->sh->set.cached_dict_version = cl->dict.present ? cl->dict.version : NULL;
+  cl->sh->set.cached_proto_version = cl->protos ? pomelo_protos_version(cl->protos) : NULL;
   rc = pm_conn_new_shared(&nc, cl->sh, now, cl);
   cl->sh->set.cached_dict_version = NULL;
+  cl->sh->set.cached_proto_version = NULL;
   if (rc) {
     return rc;
   }
@@ -818,6 +905,54 @@ static void set_route(const pomelo_client *cl, pomelo_msg *m, const char *route,
   }
 }
 
+/* The body of a request or notify on `route` as it goes out: protobuf when the server's
+ * client protos have the route (the JSON text parsed and encoded; errors returned), deflated
+ * past gzip_min, else the bytes as given. */
+static int send_body(pomelo_client *cl, const char *route, size_t route_len, const uint8_t *body,
+                     size_t len, pomelo_msg *m, pm_bytes *out) {
+  const pomelo_pb_type *pb = pomelo_protos_find(cl->protos, POMELO_PROTOS_CLIENT, route, route_len);
+  int rc = 0;
+  out->p = body;
+  out->len = len;
+  out->own = NULL;
+  if (pb) {
+    pomelo_json_doc *doc = NULL;
+    size_t need = 0;
+    rc = pomelo_json_parse(&doc, &cl->alloc, (const char *)(len ? body : (const uint8_t *)"{}"),
+                           len ? len : 2, NULL, NULL);
+    rc = rc ? rc : pomelo_pb_encode(pb, pomelo_json_root(doc), 0, NULL, 0, &need, NULL);
+    if ((rc == 0 || rc == POMELO_ERR_BUFFER_TOO_SMALL) && need) { /* measured */
+      out->own = pm_malloc(&cl->alloc, need);
+      rc = out->own ? pomelo_pb_encode(pb, pomelo_json_root(doc), 0, out->own, need, &need, NULL)
+                    : POMELO_ERR_NOMEM;
+    }
+    pomelo_json_doc_del(doc);
+    if (rc) {
+      pm_bytes_fini(out, &cl->alloc);
+      return rc;
+    }
+    out->p = out->own;
+    out->len = need;
+  }
+  if (cl->set.gzip_min && out->len >= cl->set.gzip_min) {
+    uint8_t *z;
+    size_t zl;
+    rc = pm_deflate(&cl->alloc, out->p, out->len, 0, &z, &zl);
+    if (rc) {
+      pm_bytes_fini(out, &cl->alloc);
+      return rc;
+    }
+    pm_bytes_fini(out, &cl->alloc);
+    out->p = z;
+    out->own = z;
+    out->len = zl;
+    m->gzip = 1;
+  }
+  m->body = out->p;
+  m->body_len = out->len;
+  return 0;
+}
+
 static int check_send(const pomelo_client *cl, const char *route, const uint8_t *body,
                       size_t body_len) {
   if (!route || (!body && body_len)) {
@@ -854,6 +989,7 @@ static void flush_output_event(pomelo_client *cl) {
 int pomelo_client_request(pomelo_client *cl, const char *route, const uint8_t *body,
                           size_t body_len, uint32_t timeout_ms, pomelo_response_cb cb,
                           void *req_data, uint64_t now, uint32_t *id_out) {
+  pm_bytes sent;
   pomelo_msg m;
   pm_req *r;
   uint32_t id;
@@ -898,10 +1034,12 @@ int pomelo_client_request(pomelo_client *cl, const char *route, const uint8_t *b
   memset(&m, 0, sizeof m);
   m.type = POMELO_MSG_REQUEST;
   m.id = id;
-  m.body = body;
-  m.body_len = body_len;
   set_route(cl, &m, r->route, route_len);
-  rc = send_msg(cl, &m);
+  rc = send_body(cl, r->route, route_len, body, body_len, &m, &sent);
+  if (rc == 0) {
+    rc = send_msg(cl, &m);
+    pm_bytes_fini(&sent, &cl->alloc);
+  }
   if (rc) {
     pm_free(&cl->alloc, r);
     reap(cl);
@@ -929,6 +1067,7 @@ int pomelo_client_request(pomelo_client *cl, const char *route, const uint8_t *b
 
 int pomelo_client_notify(pomelo_client *cl, const char *route, const uint8_t *body,
                          size_t body_len) {
+  pm_bytes sent;
   pomelo_msg m;
   int rc = check_send(cl, route, body, body_len);
   if (rc) {
@@ -936,10 +1075,12 @@ int pomelo_client_notify(pomelo_client *cl, const char *route, const uint8_t *bo
   }
   memset(&m, 0, sizeof m);
   m.type = POMELO_MSG_NOTIFY;
-  m.body = body;
-  m.body_len = body_len;
   set_route(cl, &m, route, strlen(route));
-  rc = send_msg(cl, &m);
+  rc = send_body(cl, route, strlen(route), body, body_len, &m, &sent);
+  if (rc == 0) {
+    rc = send_msg(cl, &m);
+    pm_bytes_fini(&sent, &cl->alloc);
+  }
   if (rc == 0) {
     flush_output_event(cl);
   }

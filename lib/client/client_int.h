@@ -9,6 +9,7 @@
 #include "core/map.h"
 #include "conn/conn_int.h"
 #include "core/core.h"
+#include "proto/wire.h"
 
 #define PM_REQ_NO_HEAP UINT32_MAX
 
@@ -68,6 +69,11 @@ struct pomelo_client {
   pm_req *first, *last; /* every waiting request, in issue order */
   pm_strmap handlers;   /* route -> push callback */
   pm_dict dict;
+  /* The proto set of the last handshake that carried one (spec 7), kept across reconnects;
+   * later handshakes send its version as sys.protoVersion. NULL when none. */
+  pomelo_protos *protos;
+  pomelo_json_writer *scratch; /* protobuf bodies decoded to JSON, while not busy */
+  int scratch_busy;
 };
 
 /* Tests: sets the next request id to try (1..POMELO_MSG_ID_MAX). */

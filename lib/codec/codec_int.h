@@ -42,4 +42,23 @@ size_t pm_varint_len(uint32_t v);
 /* A readable, never-NULL address for empty views. */
 extern const uint8_t pm_empty[1];
 
+/* Bodies with the compressed flag (bit 4, gzip.c). Built without zlib, both return
+ * POMELO_ERR_UNSUPPORTED. */
+
+/* Inflates the zlib (RFC 1950) or gzip (RFC 1952) stream (told apart by its header) of `len`
+ * bytes at `in` into a new buffer from `a` that grows with the output, never past `cap` bytes.
+ * Returns 0 with the buffer in *out (freed by the caller with pm_free; NULL when *out_len is 0),
+ * POMELO_ERR_GZIP (not a complete valid stream, or bytes after its end),
+ * POMELO_ERR_GZIP_TOO_LARGE (it inflates to more than `cap` bytes: nothing past the cap was
+ * allocated), POMELO_ERR_UNSUPPORTED or POMELO_ERR_NOMEM. */
+int pm_inflate(const pomelo_allocator *a, const uint8_t *in, size_t len, size_t cap, uint8_t **out,
+               size_t *out_len);
+
+/* Deflates `len` bytes into a zlib stream (RFC 1950, default level) in a new buffer from `a`
+ * with `headroom` free bytes before the stream (for a message header): *out is the buffer,
+ * the stream starts at *out + headroom and is *out_len bytes long. Returns 0,
+ * POMELO_ERR_UNSUPPORTED or POMELO_ERR_NOMEM. */
+int pm_deflate(const pomelo_allocator *a, const uint8_t *in, size_t len, size_t headroom,
+               uint8_t **out, size_t *out_len);
+
 #endif /* POMELO_LIB_CODEC_INT_H */

@@ -9,6 +9,12 @@
 
 #include "conn/conn_int.h"
 
+/* The empty proto set a server without protos sends to a client that cached another server's:
+ * version base64(md5("{}" "{}")), as the real server would compute it. */
+#define PM_EMPTY_PROTOS_VERSION "xT9OvpsqULwrUv2IpdUD4Q=="
+#define PM_EMPTY_PROTOS_JSON                                                                       \
+  "{\"server\":{},\"client\":{},\"version\":\"" PM_EMPTY_PROTOS_VERSION "\"}"
+
 /* ---------------------------------------------------------------------------------------------
  * Server role (spec 4.3)
  * ------------------------------------------------------------------------------------------- */
@@ -44,23 +50,22 @@ static int build_answer(pomelo_conn *c, pomelo_json_writer *w, const void *arg) 
       rc = pomelo_json_write_double(w, c->hb_interval / 1000.0);
     }
   }
-  if (!rc && s->dict_json) {
+  if (!rc && s->dict) {
     if (c->hs_need_dict) {
-      rc = pm_json_key_raw(w, "dict", s->dict_json);
-      rc = rc ? rc : pm_json_key_raw(w, "routeToCode", s->dict_json);
-      if (!rc && s->code_to_route_json) {
-        rc = pm_json_key_raw(w, "codeToRoute", s->code_to_route_json);
-      }
-      if (!rc && s->dict_version) {
-        rc = pm_json_key_str(w, "dictVersion", s->dict_version, strlen(s->dict_version));
-      }
+      const char *v = pomelo_dict_version(s->dict);
+      rc = pm_json_key_raw(w, "dict", pomelo_dict_json(s->dict, NULL));
+      rc = rc ? rc : pm_json_key_raw(w, "routeToCode", pomelo_dict_json(s->dict, NULL));
+      rc = rc ? rc
+              : pm_json_key_raw(w, "codeToRoute", pomelo_dict_code_to_route_json(s->dict, NULL));
+      rc = rc ? rc : pm_json_key_str(w, "dictVersion", v, strlen(v));
     }
     rc = rc ? rc : pomelo_json_write_key(w, "useDict", 7);
     rc = rc ? rc : pomelo_json_write_bool(w, 1);
   }
-  if (!rc && s->protos_json) {
+  if (!rc && (s->protos || c->hs_need_protos)) {
     if (c->hs_need_protos) {
-      rc = pm_json_key_raw(w, "protos", s->protos_json);
+      rc = pm_json_key_raw(w, "protos",
+                           s->protos ? pomelo_protos_json(s->protos, NULL) : PM_EMPTY_PROTOS_JSON);
     }
     rc = rc ? rc : pomelo_json_write_key(w, "useProto", 8);
     rc = rc ? rc : pomelo_json_write_bool(w, 1);
@@ -90,6 +95,26 @@ static int same_version(const pomelo_json_value *v, const char *ours) {
   }
   s = pomelo_json_string(v, &len);
   return len == strlen(ours) && memcmp(s, ours, len) == 0;
+}
+
+/* Whether a client announced a cached version at all: JavaScript-truthy (the JS client sends 0
+ * for none). */
+static int announced(const pomelo_json_value *v) {
+  switch (pomelo_json_typeof(v)) {
+  case POMELO_JSON_STRING: {
+    size_t len = 0;
+    pomelo_json_string(v, &len);
+    return len > 0;
+  }
+  case POMELO_JSON_NUMBER:
+    return pomelo_json_number(v) != 0;
+  case POMELO_JSON_BOOL:
+    return pomelo_json_bool(v);
+  case POMELO_JSON_NULL:
+    return 0;
+  default:
+    return v != NULL;
+  }
 }
 
 static int server_handshake(pomelo_conn *c, const uint8_t *body, size_t len) {
@@ -124,8 +149,15 @@ static int server_handshake(pomelo_conn *c, const uint8_t *body, size_t len) {
     pomelo_json_doc_del(doc);
     return pm_conn_server_refuse(c, 501);
   }
-  c->hs_need_dict = !same_version(pomelo_json_get(sys, "dictVersion"), sh->set.dict_version);
-  c->hs_need_protos = !same_version(pomelo_json_get(sys, "protoVersion"), sh->set.proto_version);
+  c->hs_need_dict = sh->set.dict && !same_version(pomelo_json_get(sys, "dictVersion"),
+                                                  pomelo_dict_version(sh->set.dict));
+  v = pomelo_json_get(sys, "protoVersion");
+  if (sh->set.protos) {
+    c->hs_need_protos = !same_version(v, pomelo_protos_version(sh->set.protos));
+  } else {
+    /* No protos: only a client holding another server's schemas needs to hear so. */
+    c->hs_need_protos = announced(v) && !same_version(v, PM_EMPTY_PROTOS_VERSION);
+  }
   c->hs_pending = 1;
   if (sh->cb.on_handshake) {
     sh->cb.on_handshake(c, root, c->user_data); /* answers through pomelo_conn_handshake_reply */

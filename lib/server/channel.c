@@ -3,20 +3,44 @@
  */
 #include "server/server_int.h"
 
-/* Builds the PUSH package of `route`/`body` ("{}" when empty) in a new frame. */
-static int push_frame(pomelo_server *srv, const char *route, const char *body, size_t len,
-                      pomelo_frame **out) {
-  pomelo_msg m;
+/* Sets up the push of `route` with `body` (JSON text, or bytes on a binary route) or `tree`:
+ * encoded on first use for each wire format among the recipients. */
+static int push_init(pm_out *o, pomelo_server *srv, const char *route, const char *body, size_t len,
+                     const pomelo_json_value *tree) {
+  size_t rl;
+  int binary;
   if (!route || (!body && len)) {
     return POMELO_ERR_INVALID_ARG;
   }
-  memset(&m, 0, sizeof m);
-  m.type = POMELO_MSG_PUSH;
-  m.route = route;
-  m.route_len = strlen(route);
-  m.body = (const uint8_t *)(len ? body : "{}");
-  m.body_len = len ? len : 2;
-  return pomelo_msg_encode_frame(out, &srv->alloc, &m);
+  rl = strlen(route);
+  binary = pm_server_is_binary(srv, route, rl);
+  return pm_out_init(
+      o, &srv->alloc, POMELO_MSG_PUSH, 0, route, rl, srv->dict,
+      binary ? NULL : pomelo_protos_find(srv->protos, POMELO_PROTOS_SERVER, route, rl),
+      (const uint8_t *)body, body ? len : 0, body ? NULL : tree, binary, srv->set.gzip_min);
+}
+
+/* Queues the push for one session in its format. Returns 0, POMELO_ERR_STATE, POMELO_ERR_LIMIT,
+ * a codec error, or POMELO_ERR_NOMEM (the session was closed). */
+static int push_one(pm_out *o, pomelo_session *s) {
+  pomelo_frame *f;
+  int rc;
+  if (!s->conn || pomelo_conn_get_state(s->conn) != POMELO_CONN_WORKING) {
+    return POMELO_ERR_STATE;
+  }
+  rc = pm_out_frame(o, pm_session_push_fmt(s), &f);
+  if (rc) {
+    return pm_session_fail(s, rc);
+  }
+  return pm_session_queue_push(s, f);
+}
+
+/* Counts what the push met: bodies sent empty for their proto. */
+static void push_fini(pm_out *o, pomelo_server *srv) {
+  if (o->pb_error) {
+    srv->stats.encode_errors++;
+  }
+  pm_out_fini(o);
 }
 
 int pm_session_queue_push(pomelo_session *s, pomelo_frame *f) {
@@ -41,30 +65,52 @@ int pm_session_queue_push(pomelo_session *s, pomelo_frame *f) {
   return pm_session_fail(s, rc);
 }
 
-int pomelo_session_push(pomelo_session *s, const char *route, const char *body, size_t len) {
-  pomelo_frame *f;
+static int session_push(pomelo_session *s, const char *route, const char *body, size_t len,
+                        const pomelo_json_value *tree) {
+  pm_out o;
   int rc;
   if (!s->conn || pomelo_conn_get_state(s->conn) != POMELO_CONN_WORKING) {
     return POMELO_ERR_STATE;
   }
-  rc = push_frame(s->srv, route, body, len, &f);
+  rc = push_init(&o, s->srv, route, body, len, tree);
   if (rc) {
     return rc;
   }
-  rc = pm_session_queue_push(s, f);
-  pomelo_frame_unref(f);
+  rc = push_one(&o, s);
+  push_fini(&o, s->srv);
   return rc;
+}
+
+int pomelo_session_push(pomelo_session *s, const char *route, const char *body, size_t len) {
+  if (!body && len) {
+    return POMELO_ERR_INVALID_ARG;
+  }
+  return session_push(s, route, body ? body : "", body ? len : 0, NULL);
+}
+
+int pomelo_session_push_value(pomelo_session *s, const char *route,
+                              const pomelo_json_value *value) {
+  return value ? session_push(s, route, NULL, 0, value) : session_push(s, route, "", 0, NULL);
+}
+
+/* A push that reached `reached` sessions, or the error that stopped the first one before
+ * anybody got it (an unusable body). */
+static int push_result(int reached, int first_err) {
+  return reached == 0 && first_err && first_err != POMELO_ERR_STATE &&
+                 first_err != POMELO_ERR_LIMIT && !pomelo_err_is_fatal(first_err)
+             ? first_err
+             : reached;
 }
 
 int pomelo_server_push_uids(pomelo_server *srv, const char *const *uids, const size_t *uid_lens,
                             size_t n, const char *route, const char *body, size_t len) {
-  pomelo_frame *f;
+  pm_out o;
   size_t i;
-  int rc, reached = 0;
+  int rc, reached = 0, first = 0;
   if ((!uids || !uid_lens) && n) {
     return POMELO_ERR_INVALID_ARG;
   }
-  rc = push_frame(srv, route, body, len, &f);
+  rc = push_init(&o, srv, route, body ? body : "", body ? len : 0, NULL);
   if (rc) {
     return rc;
   }
@@ -72,31 +118,37 @@ int pomelo_server_push_uids(pomelo_server *srv, const char *const *uids, const s
     pm_strmap_ent *e = uids[i] ? pm_strmap_get(&srv->by_uid, uids[i], uid_lens[i]) : NULL;
     pomelo_session *s;
     for (s = e ? e->val : NULL; s; s = s->uid_next) {
-      if (pm_session_queue_push(s, f) == 0 && reached < INT32_MAX) {
+      rc = push_one(&o, s);
+      if (rc == 0 && reached < INT32_MAX) {
         reached++;
       }
+      first = first ? first : rc;
     }
   }
-  pomelo_frame_unref(f);
-  return reached;
+  push_fini(&o, srv);
+  return push_result(reached, first);
 }
 
 int pomelo_server_broadcast(pomelo_server *srv, int bound_only, const char *route, const char *body,
                             size_t len) {
-  pomelo_frame *f;
   pomelo_session *s;
-  int rc, reached = 0;
-  rc = push_frame(srv, route, body, len, &f);
+  pm_out o;
+  int rc, reached = 0, first = 0;
+  rc = push_init(&o, srv, route, body ? body : "", body ? len : 0, NULL);
   if (rc) {
     return rc;
   }
   for (s = srv->all; s; s = s->all_next) {
-    if ((!bound_only || s->uid) && pm_session_queue_push(s, f) == 0 && reached < INT32_MAX) {
-      reached++;
+    if (!bound_only || s->uid) {
+      rc = push_one(&o, s);
+      if (rc == 0 && reached < INT32_MAX) {
+        reached++;
+      }
+      first = first ? first : rc;
     }
   }
-  pomelo_frame_unref(f);
-  return reached;
+  push_fini(&o, srv);
+  return push_result(reached, first);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -360,22 +412,39 @@ void pomelo_channel_destroy(pomelo_channel *ch) {
   pm_strmap_del(&srv->channels, &srv->alloc, name, len); /* frees the name */
 }
 
-int pomelo_channel_push(pomelo_channel *ch, const char *route, const char *body, size_t len) {
+static int channel_push(pomelo_channel *ch, const char *route, const char *body, size_t len,
+                        const pomelo_json_value *tree) {
   pomelo_server *srv = ch->srv;
-  pomelo_frame *f;
+  pm_out o;
   uint32_t i;
-  int rc, reached = 0;
-  rc = push_frame(srv, route, body, len, &f);
+  int rc, reached = 0, first = 0;
+  rc = push_init(&o, srv, route, body, len, tree);
   if (rc) {
     return rc;
   }
   for (i = 0; i < ch->n; i++) {
     /* The member keeps its session pointer: sessions leave their channels when released. */
     pomelo_session *s = ch->m[i].s;
-    if (s && pm_session_queue_push(s, f) == 0 && reached < INT32_MAX) {
-      reached++;
+    if (s) {
+      rc = push_one(&o, s);
+      if (rc == 0 && reached < INT32_MAX) {
+        reached++;
+      }
+      first = first ? first : rc;
     }
   }
-  pomelo_frame_unref(f);
-  return reached;
+  push_fini(&o, srv);
+  return push_result(reached, first);
+}
+
+int pomelo_channel_push(pomelo_channel *ch, const char *route, const char *body, size_t len) {
+  if (!body && len) {
+    return POMELO_ERR_INVALID_ARG;
+  }
+  return channel_push(ch, route, body ? body : "", body ? len : 0, NULL);
+}
+
+int pomelo_channel_push_value(pomelo_channel *ch, const char *route,
+                              const pomelo_json_value *value) {
+  return value ? channel_push(ch, route, NULL, 0, value) : channel_push(ch, route, "", 0, NULL);
 }

@@ -217,6 +217,9 @@ const pomelo_msg *pomelo_request_msg(const pomelo_request *req) {
 const pomelo_json_value *pomelo_request_json(pomelo_request *req) {
   if (!req->parsed) {
     req->parsed = 1;
+    if (pm_server_is_binary(req->srv, req->msg.route, req->msg.route_len)) {
+      return NULL;
+    }
     if (pomelo_json_parse(&req->doc, &req->srv->alloc, (const char *)req->msg.body,
                           req->msg.body_len, NULL, NULL) != 0) {
       req->doc = NULL;
@@ -237,28 +240,61 @@ void pomelo_request_drop(pomelo_request *req) {
   }
 }
 
+/* Sends response `id` for a request on `route` (NULL: JSON) to a working session, in its
+ * format: `body`/`len` JSON text (or bytes on a binary route), or `tree` when body is NULL.
+ * Returns 0, a POMELO_ERR_PB_* code (sent with an empty body), or an error after which the
+ * session is closed (rather than leave its client waiting). */
+static int send_response(pomelo_session *s, uint32_t id, const char *route, const char *body,
+                         size_t len, const pomelo_json_value *tree) {
+  pomelo_server *srv = s->srv;
+  size_t rl = route ? strlen(route) : 0;
+  int binary = route && pm_server_is_binary(srv, route, rl);
+  const pomelo_pb_type *pb =
+      route ? pomelo_protos_find(srv->protos, POMELO_PROTOS_SERVER, route, rl) : NULL;
+  pomelo_frame *f;
+  pm_out o;
+  int rc = pm_out_init(&o, &srv->alloc, POMELO_MSG_RESPONSE, id, NULL, 0, NULL, pb,
+                       (const uint8_t *)body, body ? len : 0, tree, binary, srv->set.gzip_min);
+  rc = rc ? rc : pm_out_frame(&o, pm_session_response_fmt(s), &f);
+  if (rc == 0) {
+    rc = pomelo_conn_send_frame(s->conn, f);
+  }
+  if (rc == 0) {
+    srv->stats.responses++;
+    if (o.pb_error) {
+      srv->stats.encode_errors++;
+      rc = o.pb_error;
+    }
+  }
+  pm_out_fini(&o);
+  return pm_session_fail(s, rc);
+}
+
 /* Sends the final body of a request (or hands it to the backend reply) and frees it. */
-static int deliver_answer(pomelo_request *req, const char *body, size_t len) {
+static int deliver_answer(pomelo_request *req, const char *body, size_t len,
+                          const pomelo_json_value *tree) {
   pomelo_server *srv = req->srv;
+  pomelo_json_writer *w = NULL;
   int rc = 0;
   if (req->reply) {
+    if (!body) {
+      rc = pomelo_json_writer_new(&w, &srv->alloc, 0);
+      rc = rc ? rc : pomelo_json_write_value(w, tree);
+      if (rc) {
+        pomelo_json_writer_del(w);
+        request_free(req);
+        return rc;
+      }
+      body = pomelo_json_writer_data(w, &len);
+    }
     req->reply(body, len, req->reply_arg);
+    pomelo_json_writer_del(w);
   } else {
     pomelo_session *s = pomelo_server_session(srv, req->sid);
-    pomelo_msg m;
-    memset(&m, 0, sizeof m);
-    m.type = POMELO_MSG_RESPONSE;
-    m.id = req->msg.id;
-    m.body = (const uint8_t *)body;
-    m.body_len = len;
     if (!s || pomelo_conn_get_state(s->conn) != POMELO_CONN_WORKING) {
       rc = POMELO_ERR_CLOSED;
     } else {
-      rc = pomelo_conn_send(s->conn, &m);
-      if (rc == 0) {
-        srv->stats.responses++;
-      }
-      pm_session_fail(s, rc); /* rather than leave the client waiting for it */
+      rc = send_response(s, req->msg.id, req->msg.route, body, len, tree);
     }
   }
   request_free(req);
@@ -356,7 +392,7 @@ static int answer_error(pomelo_request *req, int err, const char *body, size_t l
   if (run_filters) {
     run_after(req, err, text, tlen);
   }
-  rc = deliver_answer(req, text, tlen);
+  rc = deliver_answer(req, text, tlen, NULL);
   pomelo_json_writer_del(w);
   return rc;
 }
@@ -377,7 +413,37 @@ int pomelo_request_respond(pomelo_request *req, const char *body, size_t len) {
   if (err) {
     return answer_error(req, err, NULL, 0, 0);
   }
-  return deliver_answer(req, body, len);
+  return deliver_answer(req, body, len, NULL);
+}
+
+int pomelo_request_respond_value(pomelo_request *req, const pomelo_json_value *value) {
+  pomelo_json_writer *w;
+  const char *text;
+  size_t len;
+  int rc, err;
+  if (!req) {
+    return POMELO_ERR_INVALID_ARG;
+  }
+  if (is_notify(req)) {
+    return 0;
+  }
+  if (!value) {
+    return pomelo_request_respond(req, NULL, 0);
+  }
+  if (req->srv->after.n == 0 && (!req->route || req->route->after.n == 0)) {
+    return deliver_answer(req, NULL, 0, value); /* no filter to show the text to */
+  }
+  rc = pomelo_json_writer_new(&w, &req->srv->alloc, 0);
+  rc = rc ? rc : pomelo_json_write_value(w, value);
+  if (rc) {
+    pomelo_json_writer_del(w);
+    return answer_failed(req, rc);
+  }
+  text = pomelo_json_writer_data(w, &len);
+  err = run_after(req, 0, text, len);
+  rc = err ? answer_error(req, err, NULL, 0, 0) : deliver_answer(req, NULL, 0, value);
+  pomelo_json_writer_del(w);
+  return rc;
 }
 
 int pomelo_request_error(pomelo_request *req, int err, const char *body, size_t len) {
@@ -390,28 +456,19 @@ int pomelo_request_error(pomelo_request *req, int err, const char *body, size_t 
   return answer_error(req, err, body, len, 1);
 }
 
-int pomelo_server_respond(pomelo_server *srv, uint64_t sid, uint32_t id, const char *body,
-                          size_t len) {
+int pomelo_server_respond(pomelo_server *srv, uint64_t sid, uint32_t id, const char *route,
+                          const char *body, size_t len) {
   pomelo_session *s = pomelo_server_session(srv, sid);
-  pomelo_msg m;
-  int rc;
   if (!s) {
     return POMELO_ERR_NOT_FOUND;
   }
-  if (!body || len == 0) {
-    body = "{}";
-    len = 2;
+  if (!body && len) {
+    return POMELO_ERR_INVALID_ARG;
   }
-  memset(&m, 0, sizeof m);
-  m.type = POMELO_MSG_RESPONSE;
-  m.id = id;
-  m.body = (const uint8_t *)body;
-  m.body_len = len;
-  rc = pomelo_conn_send(s->conn, &m);
-  if (rc == 0) {
-    srv->stats.responses++;
+  if (!s->conn || pomelo_conn_get_state(s->conn) != POMELO_CONN_WORKING) {
+    return POMELO_ERR_STATE;
   }
-  return pm_session_fail(s, rc);
+  return send_response(s, id, route, body, len, NULL);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -537,12 +594,6 @@ static int route_msg(pomelo_session *s, const pomelo_msg *m, dispatch_to *to) {
   pm_strmap_ent *e;
   pm_route *route;
 
-  /* Spec 8.2: no dot at all, or a compressed route this server has no dictionary for: dropped
-   * with no answer. */
-  if (m->route_compressed) {
-    srv->stats.dropped_messages++;
-    return 0;
-  }
   if (!split_route(m->route, m->route_len, &type_len, &method_off, &dots)) {
     if (dots == 0) {
       srv->stats.dropped_messages++;
@@ -576,6 +627,17 @@ static int route_msg(pomelo_session *s, const pomelo_msg *m, dispatch_to *to) {
   return refuse(s, m, err, to);
 }
 
+int pm_server_refuse(pomelo_session *s, const pomelo_msg *m, int err) {
+  dispatch_to to;
+  if (m->type == POMELO_MSG_REQUEST) {
+    s->srv->stats.requests++;
+  } else {
+    s->srv->stats.notifies++;
+  }
+  memset(&to, 0, sizeof to);
+  return refuse(s, m, err, &to);
+}
+
 int pm_server_dispatch_msg(pomelo_session *s, const pomelo_msg *m) {
   pomelo_server *srv = s->srv;
   dispatch_to to;
@@ -596,6 +658,68 @@ int pm_server_dispatch_msg(pomelo_session *s, const pomelo_msg *m) {
   }
   memset(&to, 0, sizeof to);
   return route_msg(s, m, &to);
+}
+
+/* The message as handlers see it: the string route, the body as JSON text in UTF-8 (or the
+ * bytes of a binary route). Spec 2.5: an unknown route code is dropped with no answer. */
+int pm_server_receive(pomelo_session *s, const pomelo_msg *m) {
+  pomelo_server *srv = s->srv;
+  char rbuf[POMELO_MSG_ROUTE_MAX + 1];
+  pomelo_json_writer *w = srv->scratch, *own = NULL;
+  const pomelo_pb_type *pb = NULL;
+  pomelo_msg in = *m;
+  pm_bytes body;
+  int rc, binary;
+  if (m->type != POMELO_MSG_REQUEST && m->type != POMELO_MSG_NOTIFY) {
+    return pm_server_dispatch_msg(s, m);
+  }
+  if (pm_in_route(srv->dict, m, rbuf, &in.route, &in.route_len) != 0) {
+    if (m->type == POMELO_MSG_REQUEST) {
+      srv->stats.requests++;
+    } else {
+      srv->stats.notifies++;
+    }
+    srv->stats.dropped_messages++;
+    return 0;
+  }
+  in.route_compressed = 0;
+  in.route_code = 0;
+  binary = pm_server_is_binary(srv, in.route, in.route_len);
+  if (!binary && (s->format & POMELO_FORMAT_PROTOBUF)) {
+    pb = pomelo_protos_find(srv->protos, POMELO_PROTOS_CLIENT, in.route, in.route_len);
+  }
+  if (pb && srv->scratch_busy) {
+    rc = pomelo_json_writer_new(&own, &srv->alloc, 0); /* a feed from inside a handler */
+    if (rc) {
+      return rc;
+    }
+    w = own;
+  }
+  srv->scratch_busy += w == srv->scratch;
+  rc = pm_in_body(&srv->alloc, w, m, pb, binary, srv->set.conn.max_body, &body, NULL);
+  if (rc == 0) {
+    in.body = body.p;
+    in.body_len = body.len;
+    in.gzip = 0;
+    rc = pm_server_dispatch_msg(s, &in);
+    pm_bytes_fini(&body, &srv->alloc);
+  } else if (rc == POMELO_ERR_GZIP_TOO_LARGE) {
+    srv->stats.gzip_bombs++;
+    srv->stats.too_large++;
+    pm_conn_close_too_large(s->conn); /* as a package over max_body */
+    rc = 0;
+  } else if (!pomelo_err_is_fatal(rc)) {
+    /* Undecodable (bad protobuf, bad stream, no zlib): counted; a request is answered
+     * {"code":500} through on_error, which learns why. */
+    srv->stats.decode_errors++;
+    in.body = NULL;
+    in.body_len = 0;
+    in.gzip = 0;
+    rc = pm_server_refuse(s, &in, rc);
+  }
+  srv->scratch_busy -= w == srv->scratch;
+  pomelo_json_writer_del(own);
+  return rc;
 }
 
 /* ---------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ void pomelo_server_settings_default(pomelo_server_settings *s) {
   s->server_type = "connector";
   pomelo_conn_settings_default(&s->conn);
   s->max_output = (size_t)1 << 20;
+  s->protobuf_responses = 1;
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -200,11 +201,77 @@ int pm_session_fail(pomelo_session *s, int rc) {
  * Connection callbacks (user_data is the session)
  * ------------------------------------------------------------------------------------------- */
 
+/* The wire format a client gets: from the settings and its sys.type. */
+static unsigned initial_format(const pomelo_server *srv, const char *type, size_t tl) {
+  unsigned f = 0;
+  if (srv->protos) {
+    f |= POMELO_FORMAT_PROTOBUF;
+    if (srv->set.protobuf_responses) {
+      f |= POMELO_FORMAT_PROTOBUF_RESPONSES;
+    }
+  }
+  if (srv->set.text_mode == POMELO_TEXT_CESU8 ||
+      (srv->set.text_mode == POMELO_TEXT_AUTO && tl == 12 &&
+       memcmp(type, "js-websocket", 12) == 0)) {
+    f |= POMELO_FORMAT_CESU8;
+  }
+  if (srv->set.gzip_min && (pomelo_features() & POMELO_FEATURE_ZLIB)) {
+    f |= POMELO_FORMAT_GZIP;
+  }
+  return f;
+}
+
+unsigned pomelo_session_format(const pomelo_session *s) {
+  return s->format;
+}
+
+int pomelo_session_set_format(pomelo_session *s, unsigned format) {
+  if (format & ~(POMELO_FORMAT_PROTOBUF | POMELO_FORMAT_CESU8 | POMELO_FORMAT_GZIP |
+                 POMELO_FORMAT_PROTOBUF_RESPONSES)) {
+    return POMELO_ERR_INVALID_ARG;
+  }
+  if ((format & POMELO_FORMAT_GZIP) && !(pomelo_features() & POMELO_FEATURE_ZLIB)) {
+    return POMELO_ERR_UNSUPPORTED;
+  }
+  s->format = (uint8_t)format;
+  return 0;
+}
+
+unsigned pm_session_push_fmt(const pomelo_session *s) {
+  unsigned f = 0;
+  f |= (s->format & POMELO_FORMAT_PROTOBUF) ? PM_FMT_PB : 0;
+  f |= (s->format & POMELO_FORMAT_CESU8) ? PM_FMT_CESU : 0;
+  f |= (s->format & POMELO_FORMAT_GZIP) ? PM_FMT_GZIP : 0;
+  return f;
+}
+
+unsigned pm_session_response_fmt(const pomelo_session *s) {
+  unsigned f = pm_session_push_fmt(s) & ~PM_FMT_PB;
+  return f | ((s->format & POMELO_FORMAT_PROTOBUF_RESPONSES) ? PM_FMT_PB : 0);
+}
+
+int pm_server_is_binary(const pomelo_server *srv, const char *route, size_t len) {
+  return srv->binary.count && pm_strmap_get(&srv->binary, route, len) != NULL;
+}
+
+int pomelo_server_binary_route(pomelo_server *srv, const char *route) {
+  size_t len;
+  if (!srv || !route) {
+    return POMELO_ERR_INVALID_ARG;
+  }
+  len = strlen(route);
+  if (len > POMELO_MSG_ROUTE_MAX) {
+    return POMELO_ERR_ROUTE_TOO_LONG;
+  }
+  return pm_strmap_upsert(&srv->binary, &srv->alloc, route, len) ? 0 : POMELO_ERR_NOMEM;
+}
+
 static int cb_check_client(pomelo_conn *c, const char *type, size_t tl, const char *version,
                            size_t vl, void *ud) {
   pomelo_session *s = ud;
   pomelo_server *srv = s->srv;
   (void)c;
+  s->format = (uint8_t)initial_format(srv, type, tl);
   return srv->cb.check_client ? srv->cb.check_client(srv, s, type, tl, version, vl, srv->user_data)
                               : 1;
 }
@@ -227,7 +294,7 @@ static void cb_ready(pomelo_conn *c, void *ud) {
 
 static void cb_message(pomelo_conn *c, const pomelo_msg *m, void *ud) {
   pomelo_session *s = ud;
-  int rc = pm_server_dispatch_msg(s, m);
+  int rc = pm_server_receive(s, m);
   (void)c;
   if (pomelo_err_is_fatal(rc) && !s->failed) {
     s->failed = rc; /* pomelo_session_feed returns it; the session is closed below */
@@ -363,11 +430,23 @@ int pomelo_server_new(pomelo_server **out, const pomelo_server_settings *setting
   }
   srv->sh->counters = &srv->counters;
   srv->sh->on_closed = cb_closed;
+  srv->dict = cs.dict;
+  srv->protos = cs.protos;
+  if (srv->set.gzip_min && !(pomelo_features() & POMELO_FEATURE_ZLIB)) {
+    pomelo_server_del(srv);
+    return POMELO_ERR_UNSUPPORTED;
+  }
+  rc = pomelo_json_writer_new(&srv->scratch, &a, 0);
+  if (rc) {
+    pomelo_server_del(srv);
+    return rc;
+  }
   srv->next_sid = 1;
   pm_idmap_init(&srv->by_sid);
   pm_strmap_init(&srv->by_uid);
   pm_strmap_init(&srv->routes);
   pm_strmap_init(&srv->channels);
+  pm_strmap_init(&srv->binary);
   *out = srv;
   return 0;
 }
@@ -408,6 +487,8 @@ void pomelo_server_del(pomelo_server *srv) {
   pm_free(&a, srv->before.v);
   pm_free(&a, srv->after.v);
   pm_strmap_fini(&srv->channels, &a);
+  pm_strmap_fini(&srv->binary, &a);
+  pomelo_json_writer_del(srv->scratch);
   pm_strmap_fini(&srv->routes, &a);
   pm_strmap_fini(&srv->by_uid, &a);
   pm_idmap_fini(&srv->by_sid, &a);

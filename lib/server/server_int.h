@@ -8,6 +8,7 @@
 
 #include "conn/conn_int.h"
 #include "core/map.h"
+#include "proto/wire.h"
 
 typedef struct pm_filter {
   pm_fn fn; /* pomelo_before_fn or pomelo_after_fn */
@@ -62,6 +63,7 @@ struct pomelo_session {
   uint64_t tokens_at; /* when they were last refilled */
   pomelo_session *ready_next, *ready_prev; /* the server's ready list, while on it */
   uint8_t on_ready;                        /* on the ready list */
+  uint8_t format;                          /* POMELO_FORMAT_* */
   uint8_t imported;
   int failed; /* a fatal error met while the conn called us back (returned by the feed) */
 };
@@ -109,9 +111,14 @@ struct pomelo_server {
   uint64_t next_sid;
   uint64_t now; /* the latest time any call passed */
   pm_idmap by_sid;
-  pm_strmap by_uid;   /* uid -> first session (val) */
-  pm_strmap routes;   /* route -> pm_route (val) */
-  pm_strmap channels; /* name -> pomelo_channel (val) */
+  pm_strmap by_uid;            /* uid -> first session (val) */
+  pm_strmap routes;            /* route -> pm_route (val) */
+  pm_strmap channels;          /* name -> pomelo_channel (val) */
+  pm_strmap binary;            /* binary routes (no val) */
+  const pomelo_dict *dict;     /* set.conn.dict */
+  const pomelo_protos *protos; /* set.conn.protos */
+  pomelo_json_writer *scratch; /* protobuf bodies decoded to JSON, while not busy */
+  int scratch_busy;
   pomelo_session *all;
   pomelo_session *ready_head, *ready_tail; /* sessions that need the loop (FIFO) */
   size_t ready_count;
@@ -125,14 +132,25 @@ struct pomelo_server {
 };
 
 /* server.c */
+/* Whether `route` is a binary route. */
+int pm_server_is_binary(const pomelo_server *srv, const char *route, size_t len);
+/* The wire format bits (PM_FMT_*) of what the session receives as pushes or responses. */
+unsigned pm_session_push_fmt(const pomelo_session *s);
+unsigned pm_session_response_fmt(const pomelo_session *s);
 void pm_session_touch(pomelo_session *s);
 /* After a fatal error `rc` on a session's path: the session is closed (POMELO_CLOSE_ERROR,
  * counted) so its client never silently misses a message. Returns rc. */
 int pm_session_fail(pomelo_session *s, int rc);
 void pm_session_free_imported(pomelo_session *s);
 /* dispatch.c */
-/* Dispatches a message a connected session received. Returns 0 or a fatal error. */
-int pm_server_dispatch_msg(pomelo_session *s, const pomelo_msg *msg);
+/* A message a connected session received, as on the wire: its route and body made what
+ * handlers see (pm_server_receive), then dispatched (pm_server_dispatch_msg). Return 0 or a
+ * fatal error. */
+int pm_server_receive(pomelo_session *s, const pomelo_msg *m);
+int pm_server_dispatch_msg(pomelo_session *s, const pomelo_msg *m);
+/* A request or notify that cannot be dispatched for error `err`: answered through on_error
+ * (a request) or dropped. */
+int pm_server_refuse(pomelo_session *s, const pomelo_msg *m, int err);
 void pm_server_release_requests(pomelo_server *srv);
 /* channel.c */
 void pm_channel_free(pomelo_channel *ch);

@@ -14,10 +14,17 @@
 //      an overlong token wraps inside its line; with more lines than fit, the message list
 //      scrolls and the page does not grow (Send stays in view); the same at 320x640.
 //      Screenshots of both go to a temporary directory that is kept; their paths are printed.
-//   2. Two users at desktop width (1280x800), each in a browser context of their own: the users
-//      list beside the messages; alice and bob enter a room, each sees the other; a message to
-//      everyone reaches both pages, a private one its target; bob closes his page and alice's
-//      page says "bob left." and drops him from the list.
+//   2. Two users at desktop width (1280x800), each in a browser context of their own whose
+//      profile first met another Pomelo app on this origin: before the page's scripts run
+//      (context.addInitScript), localStorage['protos'] holds that app's protos (parsed form, its
+//      own version; onChat with other tags and types, onAdd protobuf, a protobuf
+//      chat.chatHandler.send), which the client sends the version of in its handshake. The
+//      gate answers with pomelo-chat's protos (2zWPnSlRsRxjqgcU215Uxg==), which replace the cache
+//      (checked in localStorage after the login). The users list beside the messages; alice and
+//      bob enter a room, each sees the other; a message to everyone reaches both pages, a
+//      private one its target; "hi 😀" (outside the BMP: CESU-8 from and to the browser) shows
+//      intact in both pages, and so does bob's answer; bob closes his page and alice's page says
+//      "bob left." and drops him from the list.
 //   3. No server (the gate address is a closed loopback port): the page's login error is
 //      "Cannot connect to H:P (is pomelo-chat running?)".
 //   4. No page errors (uncaught exceptions) and no console errors on any page, but the client's
@@ -100,7 +107,19 @@ if (!chatPath) {
 const { chromium } = require('playwright-core');
 
 const say = console.log.bind(console);
-const { sleep, startChat } = require('./ws-wire.js'); // pomelo-chat on free ports
+const { sleep, startChat, realProtos } = require('./ws-wire.js'); // pomelo-chat on free ports
+
+// What the page's client stores in localStorage['protos'] after a handshake with protos: the
+// server's set as sent, {server, client, version}. pomelo-chat's is chatofpomelo's; the profile
+// of the two users first met another app, whose set is this.
+const CHAT_PROTOS = realProtos({ onChat: { 'required string msg': 1, 'required string from': 2,
+                                           'required string target': 3 } }, {});
+assert.strictEqual(CHAT_PROTOS.version, '2zWPnSlRsRxjqgcU215Uxg==');
+const OTHER_PROTOS = realProtos(
+  { onChat: { 'required uInt32 msg': 3, 'required string target': 1, 'optional string from': 7 },
+    onAdd: { 'required string user': 1 } },
+  { 'chat.chatHandler.send': { 'required string content': 1, 'optional string rid': 2 } });
+const SMILE = '\u{1F600}'; // 😀
 
 // ---------------------------------------------------------------------------------------------
 // The page's files over http, from examples/chat/web only; every request is recorded.
@@ -170,11 +189,31 @@ function closedPort() {
 const CLIENT_CLOSE_LOG = /^socket close: /;
 
 // A page in a new browser context; its page errors and console errors are recorded in `log`.
-async function openPage(browser, name, viewport, url, log) {
+// `stored` (optional): localStorage items set on the page's origin before any script of the
+// page runs, as a profile that was there before would have them.
+async function openPage(browser, name, viewport, url, log, stored = null) {
   const context = await browser.newContext({ viewport });
+  if (stored) {
+    await context.addInitScript(([origin, items]) => {
+      if (location.origin === origin) {
+        for (const [k, v] of Object.entries(items)) {
+          localStorage.setItem(k, v);
+        }
+      }
+    }, [new URL(url).origin, stored]);
+  }
   const page = await context.newPage();
   page.setDefaultTimeout(WAIT_MS);
-  const record = { name, pageErrors: [], consoleErrors: [], allowed: 0, refusedOk: false };
+  const record = { name, pageErrors: [], consoleErrors: [], allowed: 0, refusedOk: false,
+                   sockets: [] };
+  // The page's WebSockets as the browser saw them: each frame's payload (a Buffer here).
+  page.on('websocket', (ws) => {
+    const sock = { url: ws.url(), sent: [], received: [] };
+    record.sockets.push(sock);
+    const bytes = (f) => (Buffer.isBuffer(f.payload) ? f.payload : Buffer.from(f.payload));
+    ws.on('framesent', (f) => sock.sent.push(bytes(f)));
+    ws.on('framereceived', (f) => sock.received.push(bytes(f)));
+  });
   log.push(record);
   page.on('pageerror', (e) => record.pageErrors.push(String(e && e.stack ? e.stack : e)));
   page.on('console', (msg) => {
@@ -417,12 +456,35 @@ async function main() {
         m.wordBreak + ', overflow-wrap ' + m.overflowWrap + ', no word broken, the ' +
         token.length + '-character token on ' + long.lines + ' lines; 320: ' + summary320;
     }],
-    ['alice and bob (1280x800, two contexts) enter a room; the users list beside the messages',
+    ['alice and bob (1280x800, two contexts, another app\'s protos cached) enter a room; the ' +
+     'users list beside the messages',
      async () => {
-       alice = await openPage(browser, 'alice', DESKTOP, pageUrl(chat.gatePort), log);
-       bob = await openPage(browser, 'bob', DESKTOP, pageUrl(chat.gatePort), log);
+       const stored = { protos: JSON.stringify(OTHER_PROTOS) };
+       alice = await openPage(browser, 'alice', DESKTOP, pageUrl(chat.gatePort), log, stored);
+       bob = await openPage(browser, 'bob', DESKTOP, pageUrl(chat.gatePort), log, stored);
+       const cached = (u) => u.page.evaluate(() => localStorage.getItem('protos'));
+       for (const u of [alice, bob]) {
+         assert.strictEqual(await cached(u), stored.protos, u.name + ': the old cache is there');
+       }
        await enter(alice, 'alice', 'room1');
        await enter(bob, 'bob', 'room1');
+       for (const u of [alice, bob]) {
+         assert.strictEqual(await cached(u), JSON.stringify(CHAT_PROTOS),
+                            u.name + ': the cache now holds pomelo-chat\'s protos');
+         // The frames: the handshake to the gate sent the old version, the gate answered with
+         // pomelo-chat's protos; the one to the connector sent the new version.
+         const [toGate, toConnector] = u.record.sockets;
+         const handshake = (frame) => {
+           assert.strictEqual(frame[0], 1, 'a handshake package');
+           return JSON.parse(frame.subarray(4).toString('utf8'));
+         };
+         assert.strictEqual(handshake(toGate.sent[0]).sys.protoVersion, OTHER_PROTOS.version,
+                            u.name + ': the client sent the old cache\'s version');
+         assert.deepStrictEqual(handshake(toGate.received[0]).sys.protos, CHAT_PROTOS,
+                                u.name + ': the gate sent pomelo-chat\'s protos');
+         assert.strictEqual(handshake(toConnector.sent[0]).sys.protoVersion, CHAT_PROTOS.version,
+                            u.name + ': then the new version to the connector');
+       }
        await waitLine(alice, 'bob joined.', 'note');
        assert.deepStrictEqual(await usersShown(alice), ['alice (you)', 'bob']);
        assert.deepStrictEqual((await usersShown(bob)).sort(), ['alice', 'bob (you)']);
@@ -432,7 +494,8 @@ async function main() {
        assert(l.aside.top === l.talk.top, 'side by side, same top');
        assert(inViewport(l.send, l), 'Send inside the viewport');
        return 'users ' + JSON.stringify(await usersShown(alice)) + '; aside ' +
-         Math.round(l.aside.width) + ' px, input ' + Math.round(l.input.width) + ' px';
+         Math.round(l.aside.width) + ' px, input ' + Math.round(l.input.width) + ' px; cached ' +
+         'protos ' + OTHER_PROTOS.version + ' replaced by ' + CHAT_PROTOS.version;
      }],
     ['alice says hello to everyone: it appears in bob\'s page; bob answers, then whispers',
      async () => {
@@ -446,6 +509,27 @@ async function main() {
        await waitLine(bob, 'you \u2192 alicejust for you', 'private');
        return 'onChat shown in both pages, both ways; the private one as "bob \u2192 you"';
      }],
+    ['"hi ' + SMILE + '" from alice shows intact in both pages, and bob\'s answer', async () => {
+      await sayWithForm(alice, 'hi ' + SMILE);
+      await waitLine(bob, 'alicehi ' + SMILE, 'chat');
+      await waitLine(alice, 'alicehi ' + SMILE, 'chat');
+      await sayWithForm(bob, SMILE + SMILE + ' back');
+      await waitLine(alice, 'bob' + SMILE + SMILE + ' back', 'chat');
+      await waitLine(bob, 'bob' + SMILE + SMILE + ' back', 'chat');
+      const last = (u) => u.page.$$eval('#messages li.chat span',
+                                        (l) => l.map((x) => x.textContent).slice(-2));
+      const cesu = Buffer.from([0xed, 0xa0, 0xbd, 0xed, 0xb8, 0x80]); // 😀 as the browser's
+      for (const u of [alice, bob]) {
+        assert.deepStrictEqual(await last(u), ['hi ' + SMILE, SMILE + SMILE + ' back'],
+                               u.name + ': the two messages, as sent');
+        const toConnector = u.record.sockets[1];
+        assert(toConnector.received.some((f) => f.indexOf(cesu) >= 0 && f.indexOf('onChat') > 0),
+               u.name + ': onChat came with CESU-8, which the browser\'s decoder reads');
+        assert(!toConnector.received.some((f) => f.indexOf(Buffer.from(SMILE)) >= 0),
+               u.name + ': never 4-byte UTF-8');
+      }
+      return 'both pages show ' + JSON.stringify(['hi ' + SMILE, SMILE + SMILE + ' back']);
+    }],
     ['bob closes his page: alice sees him leave', async () => {
       noErrors(bob);
       await bob.page.close();

@@ -7,6 +7,13 @@
 //   env.say('...');                          // print (console.log is the client's now)
 //   const pomelo = env.loadClient(env.protocolBrowser);   // a fresh copy: one connection each
 //   env.setGlobal('WebSocket', MyWebSocket); // before a copy is used, e.g. for wss://
+//   const pb = env.loadClient(env.protocolBrowser, env.protobufBrowser()); // as the demo page
+//   env.storage                              // the Map behind localStorage
+// window.protobuf is the node entry point of pomelo-protobuf unless a copy is loaded with
+// another: protobufBrowser() is a fresh instance of the browser build (lib/client/protobuf.js,
+// what a page loads: CESU-8 strings, varints sent with wire type 2), run as the demo page runs it
+// (examples/chat/web/index.html: a stand-in `module`, then decodeStr = decode, since the client
+// calls decodeStr, which only the node build has: pomelo-jsclient-websocket issue #17).
 'use strict';
 
 const assert = require('assert');
@@ -43,7 +50,8 @@ setGlobal('localStorage', {
   removeItem: (k) => storage.delete(k),
   clear: () => storage.clear(),
 });
-setGlobal('protobuf', require('pomelo-protobuf'));
+const protobufNode = require('pomelo-protobuf');
+setGlobal('protobuf', protobufNode);
 setGlobal('EventEmitter', require('events'));
 setGlobal('WebSocket', require('ws'));
 
@@ -60,13 +68,24 @@ console.log = console.error = (...args) => {
   say('# jsclient: ' + text.join(' ').slice(0, 200));
 };
 
-// A fresh copy of the client (it keeps its state in its closure: one connection per copy).
-function loadClient(protocol) {
+// A fresh instance of the browser build of pomelo-protobuf, with the demo page's decodeStr
+// alias (ws-wire.js's browserProtobuf).
+function protobufBrowser() {
+  return require('./ws-wire.js').browserProtobuf();
+}
+
+// A fresh copy of the client (it keeps its state in its closure: one connection per copy),
+// with `protocol` as window.Protocol and `protobuf` (default: the node build) as
+// window.protobuf while it loads (it keeps both).
+function loadClient(protocol, protobuf = protobufNode) {
   setGlobal('Protocol', protocol);
+  setGlobal('protobuf', protobuf);
   delete require.cache[clientPath];
   const pomelo = require(clientPath);
+  setGlobal('protobuf', protobufNode);
   assert.strictEqual(globalThis.pomelo, pomelo, 'the client sets window.pomelo');
   return pomelo;
 }
 
-module.exports = { say, setGlobal, loadClient, protocolBrowser, protocolNode };
+module.exports = { say, setGlobal, loadClient, protocolBrowser, protocolNode, protobufBrowser,
+                   protobufNode, storage };

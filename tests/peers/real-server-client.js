@@ -12,7 +12,21 @@
 //      server about 6 s after its ACK;
 //   4. `request connector.testHandler.kickMe {}`: the server kicks with reason "bye", the tool
 //      exits with status 6 and prints the reason;
-//   5. a port nobody listens on: exit status 3.
+//   5. a port nobody listens on: exit status 3;
+//   6. protobuf (start.js gives the app config/clientProtos.json and serverProtos.json for
+//      connector.testHandler.pb, which answers {"code":200,"route","echo"} and pushes onPb
+//      {"text","n","d"}, and config/dictionary.json ["onPb"]): a `script` requests it and waits
+//      for the push, then `connect`s again (the same client object) and does it again, then
+//      requests connector.entryHandler.entry (JSON). On the wire: the first handshake answer
+//      carries the dictionary and the protos (the version the real server computes, the parsed
+//      form pomelo-protobuf makes); the request goes out with the route's code and a protobuf
+//      body that pomelo-protobuf decodes to what the script gave (an sInt32 below 0, a repeated
+//      uInt32, non-BMP text as UTF-8); the response is protobuf (encoded by the request's route)
+//      and so is the push, whose route comes as onPb's code; the tool prints both as the JSON
+//      the server meant. The second handshake sends the cached dictVersion and protoVersion and
+//      the server answers {"code":200,"sys":{"heartbeat":3,"useDict":true,"useProto":true}}
+//      (neither dict nor protos), and requests still go compressed and as protobuf, decoded
+//      with the cached protos.
 // The tool talks to the server through a relay in this script that records both byte streams,
 // decoded with the real pomelo-protocol@0.1.6: the checks look at the wire, not only at what the
 // tool prints. All checks run at once (about 11 s after the server start-up), everything bounded.
@@ -46,6 +60,7 @@ try {
   skipOrFail('node_modules is missing in ' + __dirname + ': run npm ci in tests/peers');
 }
 const pomeloServer = require('./pomelo-server/start.js');
+const { realProtos, freshProtobuf, hex } = require('./ws-wire.js');
 if (!pomeloServer.installed()) {
   skipOrFail('pomelo is not installed: run npm ci in ' + path.join(__dirname, 'pomelo-server'));
 }
@@ -200,8 +215,11 @@ function describeWire(conn) {
     .map(({ p, dir }) => {
       let what = p.type + ' ' + p.body.toString('utf8').slice(0, 80);
       if (p.msg) {
+        const b = p.msg.body;
+        const text = b.toString('utf8');
+        const printable = Buffer.from(text, 'utf8').equals(b) && !/[\x00-\x1f]/.test(text);
         what = 'data type=' + p.msg.type + ' id=' + p.msg.id + ' route=' + p.msg.route +
-               (p.msg.compressRoute ? ' (code)' : '') + ' ' + p.msg.body.toString('utf8');
+               (p.msg.compressRoute ? ' (code)' : '') + ' ' + (printable ? text : hex(b));
       }
       return '    +' + String(p.t).padStart(6) + 'ms ' + dir + ' ' + what;
     });
@@ -414,6 +432,116 @@ async function checkWsKick(srv) {
   return 'kicked over WebSocket: exit status 6';
 }
 
+// Protobuf with the real server: connector.testHandler.pb (pomelo-server/start.js).
+const PB_ROUTE = 'connector.testHandler.pb';
+
+async function checkProtobuf(srv) {
+  const relay = await startRelay(srv.port);
+  const protos = realProtos(pomeloServer.TEST_PROTOS.server, pomeloServer.TEST_PROTOS.client);
+  const server = freshProtobuf(); // the real server's codec: decodes requests, encodes answers
+  server.init({ encoderProtos: protos.server, decoderProtos: protos.client });
+  const client = freshProtobuf(); // a client's: decodes answers and pushes
+  client.init({ encoderProtos: protos.client, decoderProtos: protos.server });
+  const smile = '\u{1F600}';
+  const bodies = [
+    { text: 'hello', n: -3, list: [1, 300] },
+    { text: 'again ' + smile, n: 2147483647 },
+  ];
+  try {
+    const script = [
+      'connect ' + HOST + ' ' + relay.port + ' tcp',
+      'request ' + PB_ROUTE + ' ' + JSON.stringify(bodies[0]),
+      'wait onPb 5',
+      'connect ' + HOST + ' ' + relay.port + ' tcp',
+      'request ' + PB_ROUTE + ' ' + JSON.stringify(bodies[1]),
+      'wait onPb 5',
+      'request ' + ENTRY_ROUTE + ' {}',
+      'close',
+      '',
+    ].join('\n');
+    const r = await runClient(['-v', '--timeout', '5', 'script'], script, 30000);
+    const [c1, c2] = relay.conns;
+    const said = [];
+    try {
+      assert.strictEqual(r.code, 0, 'exit status 0');
+      const printed = jsonLines(r.stdout);
+      const expected = [];
+      for (const b of bodies) {
+        expected.push({ code: 200, route: PB_ROUTE, echo: b });
+        expected.push({ route: 'onPb', body: { text: b.text, n: b.n, d: 0.5 } });
+      }
+      expected.push(ENTRY_RESPONSE);
+      assert.deepStrictEqual(printed, expected, 'what pomelo-client printed');
+      assert.strictEqual(relay.conns.length, 2, 'two connections (connect, connect)');
+
+      // The first connection: a fresh client.
+      const up1 = c1.c2s.find((p) => p.type === PKG.HANDSHAKE).json;
+      assert.ok(!up1.sys.dictVersion && !up1.sys.protoVersion, 'nothing cached yet: ' +
+                JSON.stringify(up1.sys));
+      const dict = serverDict(c1);
+      const hs1 = c1.s2c.find((p) => p.type === PKG.HANDSHAKE).json;
+      assert.deepStrictEqual(hs1.sys.protos, protos, 'the protos, parsed, with their version');
+      assert.strictEqual(hs1.sys.useProto, true);
+      assert.ok(dict[PB_ROUTE] && dict.onPb, 'both routes in the dictionary');
+      said.push('handshake: dict ' + hs1.sys.dictVersion + ' (' + PB_ROUTE + ' = ' +
+                dict[PB_ROUTE] + ', onPb = ' + dict.onPb + '), protos ' + protos.version);
+
+      const checkExchange = (conn, body, n) => {
+        const req = conn.c2s.find((p) => p.type === PKG.DATA && p.msg.type === Message.TYPE_REQUEST);
+        assert.ok(req, 'a request on connection ' + n);
+        assert.strictEqual(req.msg.compressRoute, 1, 'the route compressed');
+        assert.strictEqual(req.msg.route, dict[PB_ROUTE], 'with its code');
+        assert.notStrictEqual(req.msg.body[0], 0x7b, 'not JSON: ' + hex(req.msg.body));
+        assert.deepStrictEqual(JSON.parse(JSON.stringify(server.decode(PB_ROUTE, req.msg.body))),
+                               body, 'the protobuf request body, decoded by pomelo-protobuf');
+        const resp = conn.s2c.find((p) => p.type === PKG.DATA &&
+                                   p.msg.type === Message.TYPE_RESPONSE && p.msg.id === req.msg.id);
+        assert.ok(resp, 'its response');
+        assert.strictEqual(hex(resp.msg.body),
+                           hex(server.encode(PB_ROUTE, { code: 200, route: PB_ROUTE, echo: body })),
+                           'the response: protobuf');
+        const push = conn.s2c.find((p) => p.type === PKG.DATA && p.msg.type === Message.TYPE_PUSH);
+        assert.ok(push, 'the push');
+        assert.strictEqual(push.msg.compressRoute, 1, 'onPb: compressed');
+        assert.strictEqual(push.msg.route, dict.onPb, 'onPb\'s code');
+        assert.deepStrictEqual(JSON.parse(JSON.stringify(client.decode('onPb', push.msg.body))),
+                               { text: body.text, n: body.n, d: 0.5 }, 'the push: protobuf');
+        return 'request as code ' + req.msg.route + ' ' + hex(req.msg.body) + ' -> ' +
+          hex(resp.msg.body).slice(0, 30) + '...';
+      };
+      said.push(checkExchange(c1, bodies[0], 1));
+
+      // The second connection: the client sends what it cached, the server sends neither.
+      const up2 = c2.c2s.find((p) => p.type === PKG.HANDSHAKE).json;
+      assert.strictEqual(up2.sys.dictVersion, hs1.sys.dictVersion, 'the cached dictVersion');
+      assert.strictEqual(up2.sys.protoVersion, protos.version, 'the cached protoVersion');
+      const hs2 = c2.s2c.find((p) => p.type === PKG.HANDSHAKE);
+      assert.strictEqual(hs2.body.toString('utf8'),
+                         '{"code":200,"sys":{"heartbeat":3,"useDict":true,"useProto":true}}',
+                         'the answer to a client with both cached');
+      said.push('second handshake with both versions -> ' + hs2.body.toString('utf8'));
+      said.push(checkExchange(c2, bodies[1], 2));
+      assert.ok(req2Bytes(c2, smile), 'non-BMP text sent as UTF-8 (f0 9f 98 80)');
+      const entry = c2.c2s.filter((p) => p.type === PKG.DATA)[1];
+      assert.ok(entry && entry.msg.compressRoute === 1 && entry.msg.route === dict[ENTRY_ROUTE],
+                ENTRY_ROUTE + ' compressed with the cached dictionary');
+      assert.strictEqual(entry.msg.body.toString('utf8'), '{}', 'JSON (not in the protos)');
+    } catch (e) {
+      e.message += '\n' + describeRun(r) + '\n' + describeWire(c1) + '\n' + describeWire(c2);
+      throw e;
+    }
+    return said.join('; ');
+  } finally {
+    relay.close();
+  }
+}
+
+// Whether the protobuf request of `conn` holds `text` as UTF-8.
+function req2Bytes(conn, text) {
+  const req = conn.c2s.find((p) => p.type === PKG.DATA);
+  return req && req.msg.body.indexOf(Buffer.from(text, 'utf8')) >= 0;
+}
+
 async function main() {
   const limit = setTimeout(() => {
     console.error('real-server-client: FAIL: took more than ' + OVERALL_LIMIT_MS / 1000 + ' s');
@@ -432,6 +560,7 @@ async function main() {
     ['request over WebSocket', checkWsRequest],
     ['heartbeats over WebSocket', checkWsHeartbeats],
     ['kicked over WebSocket', checkWsKick],
+    ['protobuf, and the cached dictionary and protos on a second connect', checkProtobuf],
   ];
   const took = [];
   const results = await Promise.allSettled(checks.map(async ([, fn], i) => {

@@ -6,13 +6,26 @@
 //   so a sanitizer report in an ASan build fails the test). startProgram is the general case.
 // - startRelay(host, port): a TCP relay in front of a server that records both byte streams, as
 //   they were on the wire, and parses them as an HTTP upgrade followed by WebSocket frames
-//   (WsParser), so a test can check what a client and a server really sent, and when.
+//   (WsParser), so a test can check what a client and a server really sent, and when; for a
+//   raw-TCP client the raw chunks are kept too. wirePackages(conn, dir) gives the Pomelo packages
+//   of one direction either way, and wireMessages(conn, dir) the DATA messages among them.
 // - WsParser: an incremental parser of one direction of a WebSocket connection.
 // - packages(buf): the Pomelo packages in a buffer (whole ones only; the rest is reported).
 // - withTimeout(promise, what, ms): the promise, or an error after ms (3 s by default).
 // - PomeloSocket(sock): raw-TCP Pomelo over a connected stream (a net or tls socket), packages
 //   encoded and decoded with the real pomelo-protocol: handshake(), request(), notify(), and
 //   until(what, test) for anything that arrives.
+// - realProtos(server, client): what the real server announces for config/serverProtos.json and
+//   config/clientProtos.json ({server, client, version}, parsed by pomelo-protobuf, the version
+//   computed as lib/components/protobuf.js does); dictVersion(dict) likewise for a dictionary;
+//   handlerDict(routes): the dictionary of handler routes (sorted, codes from 1).
+// - freshProtobuf(): a new instance of pomelo-protobuf's node entry point (what the real server
+//   and a node client use; it keeps its protos in module state, so each user needs its own);
+//   browserProtobuf(): a new instance of its browser build, lib/client/protobuf.js (CESU-8
+//   strings, varints with wire type 2), run as a page runs it, with the decodeStr alias of the
+//   demo page (examples/chat/web/index.html; pomelo-jsclient-websocket issue #17).
+// - hex(bytes): "0a 02 68 69" for messages; describeWire(conn): a relay connection's packages,
+//   one line each; catchUncaught(fn): fn(), an uncaught exception meanwhile rejecting it.
 'use strict';
 
 const childProcess = require('child_process');
@@ -222,14 +235,22 @@ function startRelay(host, port) {
     const conns = [];
     const sockets = new Set();
     const server = net.createServer((down) => {
-      const c = { c2s: new WsParser(), s2c: new WsParser(), clientEndAt: null, serverEndAt: null };
+      const c = { c2s: new WsParser(), s2c: new WsParser(), clientEndAt: null, serverEndAt: null,
+                  raw: { c2s: [], s2c: [] } };
       conns.push(c);
       const up = net.connect(port, host);
       sockets.add(down);
       sockets.add(up);
       const now = () => Date.now() - t0;
-      down.on('data', (d) => (c.c2s.push(d, now()), up.write(d)));
-      up.on('data', (d) => (c.s2c.push(d, now()), down.write(d)));
+      const record = (dir, d) => {
+        c.raw[dir].push({ t: now(), data: Buffer.from(d) });
+        if (c.raw.c2s.length && c.raw.c2s[0].data[0] !== 0x47 /* 'G' */) {
+          return; // raw TCP: no HTTP head will come, keep only the raw chunks
+        }
+        c[dir].push(d, now());
+      };
+      down.on('data', (d) => (record('c2s', d), up.write(d)));
+      up.on('data', (d) => (record('s2c', d), down.write(d)));
       const ended = (side, other) => () => {
         if (c[side] === null) {
           c[side] = now();
@@ -258,6 +279,188 @@ function startRelay(host, port) {
       });
     });
   });
+}
+
+// The Pomelo packages that went one way (`dir` 'c2s' or 's2c') on a relay connection, over
+// WebSocket (one package per data message, as both sides send them; a message holding more is
+// split) or raw TCP: [{t, type, body}], t the time of the chunk or message that completed it.
+function wirePackages(conn, dir) {
+  const out = [];
+  const upgraded = conn.raw.c2s.length > 0 && conn.raw.c2s[0].data[0] === 0x47; /* 'G' */
+  if (upgraded) {
+    for (const m of conn[dir].messages()) {
+      for (const p of packages(m.payload).packages) {
+        out.push({ t: m.t, type: p.type, body: Buffer.from(p.body) });
+      }
+    }
+    return out;
+  }
+  let buf = Buffer.alloc(0);
+  for (const chunk of conn.raw[dir]) {
+    buf = Buffer.concat([buf, chunk.data]);
+    const { packages: l, rest } = packages(buf);
+    for (const p of l) {
+      out.push({ t: chunk.t, type: p.type, body: Buffer.from(p.body) });
+    }
+    buf = buf.subarray(buf.length - rest);
+  }
+  return out;
+}
+
+// A DATA package's body as a message (spec 2.1), decoded here byte for byte: {t, id, type
+// (0 request, 1 notify, 2 response, 3 push), compressRoute, route (a code when compressed, else
+// the string decoded as UTF-8), routeBytes (uncompressed routes), body (Buffer)}.
+function decodeMessage(body, t) {
+  let off = 0;
+  const flag = body[off++];
+  const type = (flag >> 1) & 7;
+  const compressRoute = flag & 1;
+  let id = 0;
+  if (type === 0 || type === 2) {
+    let shift = 0;
+    let b;
+    do {
+      b = body[off++];
+      id += (b & 0x7f) * 2 ** shift;
+      shift += 7;
+    } while (b & 0x80);
+  }
+  let route = null;
+  let routeBytes = null;
+  if (type === 0 || type === 1 || type === 3) {
+    if (compressRoute) {
+      route = (body[off] << 8) | body[off + 1];
+      off += 2;
+    } else {
+      const len = body[off++];
+      routeBytes = Buffer.from(body.subarray(off, off + len));
+      route = routeBytes.toString('utf8');
+      off += len;
+    }
+  }
+  return { t, id, type, compressRoute, route, routeBytes, body: Buffer.from(body.subarray(off)) };
+}
+
+// The DATA messages of one direction of a relay connection (decodeMessage's form).
+function wireMessages(conn, dir) {
+  return wirePackages(conn, dir).filter((p) => p.type === 4).map((p) => decodeMessage(p.body, p.t));
+}
+
+// The handshake answer (or request, `dir` 'c2s') of a relay connection: {text, json}.
+function wireHandshake(conn, dir = 's2c') {
+  const p = wirePackages(conn, dir).find((x) => x.type === 1);
+  if (!p) {
+    return null;
+  }
+  const text = p.body.toString('utf8');
+  return { text, json: JSON.parse(text), body: p.body };
+}
+
+// What the real server announces for these proto files (lib/components/protobuf.js):
+// {server, client, version}, the parsed forms made by pomelo-protobuf's own parser.
+function realProtos(serverFile = {}, clientFile = {}) {
+  const crypto = require('crypto');
+  const protobuf = require('pomelo-protobuf');
+  const server = protobuf.parse(serverFile);
+  const client = protobuf.parse(clientFile);
+  const version = crypto.createHash('md5')
+    .update(JSON.stringify(client) + JSON.stringify(server)).digest('base64');
+  return { server, client, version };
+}
+
+// lib/components/dictionary.js: base64(md5(JSON.stringify(dict))).
+function dictVersion(dict) {
+  return require('crypto').createHash('md5').update(JSON.stringify(dict)).digest('base64');
+}
+
+// Handler routes as the real server numbers them: sorted, codes 1, 2, 3...
+function handlerDict(routes) {
+  const dict = {};
+  routes.slice().sort().forEach((r, i) => (dict[r] = i + 1));
+  return dict;
+}
+
+function freshProtobuf() {
+  const path = require('path');
+  const dir = path.dirname(require.resolve('pomelo-protobuf/package.json'));
+  const saved = {};
+  for (const k of Object.keys(require.cache)) {
+    if (k.startsWith(dir + path.sep)) {
+      saved[k] = require.cache[k];
+      delete require.cache[k];
+    }
+  }
+  const pb = require('pomelo-protobuf');
+  for (const k of Object.keys(require.cache)) {
+    if (k.startsWith(dir + path.sep)) {
+      delete require.cache[k];
+    }
+  }
+  Object.assign(require.cache, saved); // others' require('pomelo-protobuf') is left as it was
+  return pb;
+}
+
+// The browser build's parts attach themselves to a free variable `protobuf` when one exists,
+// else to module.exports: the file runs in a function whose `module` is a fresh stand-in and
+// whose `protobuf` is undefined, so no global is read or written.
+function browserProtobuf() {
+  const fs = require('fs');
+  const path = require('path');
+  const vm = require('vm');
+  const file = path.join(path.dirname(require.resolve('pomelo-protobuf/package.json')),
+                         'lib', 'client', 'protobuf.js');
+  const fn = vm.runInThisContext('(function (module, protobuf) {' +
+                                 fs.readFileSync(file, 'utf8') + '\n})', { filename: file });
+  const module = { exports: {} };
+  fn.call(globalThis, module, undefined);
+  const pb = module.exports;
+  if (typeof pb.encoder.encode !== 'function' || pb.decodeStr !== undefined) {
+    throw new Error(file + ': not the browser build expected');
+  }
+  pb.decodeStr = pb.decode;
+  return pb;
+}
+
+// The packages of a relay connection, both directions in time order, one line each (for failure
+// messages): "+123ms c2s DATA request id=1 route=3 (code) 0a 05 ...".
+function describeWire(conn) {
+  if (!conn) {
+    return '    (no connection)';
+  }
+  const names = { 1: 'HANDSHAKE', 2: 'ACK', 3: 'HEARTBEAT', 4: 'DATA', 5: 'KICK' };
+  const kinds = ['request', 'notify', 'response', 'push'];
+  const all = [];
+  for (const dir of ['c2s', 's2c']) {
+    for (const p of wirePackages(conn, dir)) {
+      let what = (names[p.type] || 'type ' + p.type) + ' ' + p.body.toString('utf8').slice(0, 300);
+      if (p.type === 4) {
+        const m = decodeMessage(p.body);
+        what = 'DATA ' + (kinds[m.type] || 'type ' + m.type) + ' id=' + m.id + ' route=' +
+          m.route + (m.compressRoute ? ' (code)' : '') + ' ' + hex(m.body).slice(0, 300);
+      }
+      all.push({ t: p.t, line: '    +' + String(p.t).padStart(6) + 'ms ' + dir + ' ' + what });
+    }
+  }
+  return all.sort((a, b) => a.t - b.t).map((x) => x.line).join('\n');
+}
+
+// Runs `fn`; an uncaught exception meanwhile (a client that throws in an event handler) rejects
+// instead of ending the process.
+async function catchUncaught(fn) {
+  let onUncaught;
+  const crashed = new Promise((resolve, reject) => {
+    onUncaught = (e) => reject(new Error('uncaught exception: ' + (e && e.stack ? e.stack : e)));
+  });
+  process.on('uncaughtException', onUncaught);
+  try {
+    return await Promise.race([fn(), crashed]);
+  } finally {
+    process.off('uncaughtException', onUncaught);
+  }
+}
+
+function hex(bytes) {
+  return Buffer.from(bytes).toString('hex').replace(/(..)(?!$)/g, '$1 ');
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -373,5 +576,6 @@ class PomeloSocket {
 
 module.exports = {
   sleep, withTimeout, startProgram, startEcho, startChat, startRelay, WsParser, packages,
-  PomeloSocket,
+  wirePackages, decodeMessage, wireMessages, wireHandshake, realProtos, dictVersion, handlerDict,
+  freshProtobuf, browserProtobuf, describeWire, catchUncaught, hex, PomeloSocket,
 };

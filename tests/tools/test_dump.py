@@ -4,8 +4,10 @@
     python3 test_dump.py PATH/TO/pomelo-dump
 
 Checks lines written by hand from the spec's vectors, the recorded traces and the example
-captures (dump, then --encode, must give the input bytes back), and the error cases (exit
-status 1 with the offset, 2 for usage errors). Data paths are found from this file's location.
+captures (dump, then --encode, must give the input bytes back), route names and protobuf bodies
+decoded with --handshake, --dict, --server-protos/--client-protos (tests/data/dump-*.json) and
+with the handshake answers found in the stream, and the error cases (exit status 1 with the
+offset, 2 for usage errors and unusable dictionary or proto files). Data paths are found from this file's location.
 SPDX-License-Identifier: MIT
 """
 import json
@@ -383,6 +385,351 @@ def test_errors():
                  'over the limit of 3' in e, 'body over --limit in --encode')
 
 
+# ---------------------------------------------------------------------------------------------
+# Route names and protobuf bodies: --handshake, --dict, --*-protos, handshakes in the stream
+
+PB1 = '0a0268691205616c6963651a012a'  # onChat {"msg":"hi","from":"alice","target":"*"}
+FR1 = data_package('06066f6e43686174' + PB1).hex()
+FR1_JSON = ('{"offset":0,"package":"data","message":"push","route":"onChat","body_hex":"%s",'
+            '"json":{"msg":"hi","from":"alice","target":"*"}}' % PB1)
+MS2 = data_package('01010002' + ALICE).hex()  # request id 1, route code 2
+MS2_NAMED = (r'{"offset":0,"package":"data","message":"request","id":1,"route_code":2,'
+             r'"route_name":"connector.entryHandler.enter",'
+             r'"body":"{\"username\":\"alice\",\"rid\":\"room1\"}"}')
+SERVER_PROTOS = os.path.join(TRACES, 'dump-serverProtos.json')
+CLIENT_PROTOS = os.path.join(TRACES, 'dump-clientProtos.json')
+DICT_ARRAY = os.path.join(TRACES, 'dump-dict.json')
+
+
+def handshake_answers():
+    """The server answers of handshake-responses.hex: label -> whole HANDSHAKE package."""
+    out = {}
+    with open(os.path.join(TRACES, 'handshake-responses.hex'), encoding='utf-8') as f:
+        for line in f:
+            t = line.split()
+            if len(t) == 2 and not line.startswith('#'):
+                out[t[0]] = bytes.fromhex(t[1])
+    return out
+
+
+ANSWERS = handshake_answers()
+
+
+def handshake_package(body):
+    if isinstance(body, str):
+        body = body.encode('utf-8')
+    return bytes([1, len(body) >> 16 & 255, len(body) >> 8 & 255, len(body) & 255]) + body
+
+
+def with_offset(line, offset):
+    o = json.loads(line)
+    o['offset'] = offset
+    return json.dumps(o, separators=(',', ':'), ensure_ascii=False)
+
+
+def dump_hex(args, hexes):
+    """Dumps packages given as hex strings, one per line. Returns (rc, lines, stderr)."""
+    rc, out, err = run(['--hex'] + args, ''.join(h + '\n' for h in hexes))
+    return rc, out.decode('utf-8').splitlines(), err
+
+
+def round_trip(args, hexes, name):
+    rc, out, err = run(['--hex'] + args, ''.join(h + '\n' for h in hexes))
+    rc2, back, err2 = run(['--encode', '--hex'], out)
+    ok(rc == 0 and rc2 == 0 and back.decode() == ''.join(h + '\n' for h in hexes),
+       '%s: --encode ignores the derived fields and gives the bytes back' % name, err + err2)
+
+
+def test_handshake_option(d):
+    conn = os.path.join(d, 'conn733.json')
+    gate = os.path.join(d, 'gate343.json')
+    with open(conn, 'wb') as f:
+        f.write(ANSWERS['CONN733'][4:])
+    with open(gate, 'wb') as f:
+        f.write(ANSWERS['GATE343'][4:])
+    rc, lines, err = dump_hex(['--handshake', conn], [FR1])
+    is_eq((rc, lines, err), (0, [FR1_JSON], ''),
+          '--handshake (chatofpomelo connector answer): onChat protobuf push as json')
+    rc, lines, err = dump_hex(['--handshake', conn], [MS2])
+    is_eq((rc, lines, err), (0, [MS2_NAMED], ''),
+          '--handshake: route code 2 -> route_name connector.entryHandler.enter')
+    rc, lines, err = dump_hex(['--handshake=' + conn], [data_package('07000d').hex(),
+                                                        data_package('070001').hex()])
+    is_eq((rc, lines, err), (0, [
+        '{"offset":0,"package":"data","message":"push","route_code":13,"body":""}',
+        '{"offset":7,"package":"data","message":"push","route_code":1,'
+        '"route_name":"chat.chatHandler.send","body":""}'], ''),
+        '--handshake=FILE: an unknown code has no route_name, a known one has')
+    rc, lines, err = dump_hex(['--handshake', gate], [FR1, MS2])
+    is_eq((rc, lines, err), (0, [FR1_JSON, with_offset(MS2_NAMED.replace(
+        ',"route_name":"connector.entryHandler.enter"', ''), len(FR1) // 2)], ''),
+        '--handshake (gate answer, protos only): json, but no route names')
+    round_trip(['--handshake', conn], [FR1, MS2, data_package('07000d').hex()], '--handshake')
+    # The same answer in the stream itself.
+    rc, out, err = run([examples_path('chat-c2s.bin')])
+    ok(rc == 0 and b'route_name' not in out, 'chat-c2s.bin alone: codes without names', err)
+    rc, out, err = run(['--handshake', conn, examples_path('chat-c2s.bin')])
+    lines = out.decode().splitlines()
+    is_eq((rc, lines[2], err), (0, r'{"offset":83,"package":"data","message":"request","id":1,'
+                                r'"route_code":2,"route_name":"connector.entryHandler.enter",'
+                                r'"body":"{\"username\":\"carol\",\"rid\":\"room2\"}"}', ''),
+          '--handshake chat-c2s.bin: the enter request has its route name')
+    names = [json.loads(x).get('route_name') for x in lines if '"route_code"' in x]
+    ok(len(names) >= 2 and all(names) and 'chat.chatHandler.send' in names,
+       '--handshake chat-c2s.bin: every code named (%s)' % ', '.join(sorted(set(map(str, names)))))
+
+
+def examples_path(name):
+    return os.path.join(EXAMPLES, name)
+
+
+def test_stream_handshakes():
+    conn = ANSWERS['CONN733'].hex()
+    n = len(ANSWERS['CONN733'])
+    rc, lines, err = dump_hex([], [FR1, conn, '02000000', MS2, FR1])
+    want = [json.loads(r'{"offset":0,"package":"data","message":"push","route":"onChat",'
+                       r'"body":"\n\u0002hi\u0012\u0005alice\u001a\u0001*"}'),
+            None, None,
+            json.loads(with_offset(MS2_NAMED, len(FR1) // 2 + n + 4)),
+            json.loads(with_offset(FR1_JSON, len(FR1) // 2 + n + 4 + len(MS2) // 2))]
+    got = [json.loads(x) for x in lines]
+    is_eq((rc, [w is None or g == w for g, w in zip(got, want)], err),
+          (0, [True] * 5, ''),
+          'a handshake answer in the stream is used for the packages after it, not before')
+    is_eq(lines[-1], with_offset(FR1_JSON, len(FR1) // 2 + n + 4 + len(MS2) // 2),
+          'in-stream answer: the json line is byte-exact')
+    round_trip([], [FR1, conn, '02000000', MS2, FR1], 'in-stream handshake')
+    cached = handshake_package('{"code":200,"sys":{"heartbeat":3,"useDict":true,'
+                               '"useProto":true}}').hex()
+    rc, lines, err = dump_hex([], [conn, cached, MS2, FR1])
+    ok(rc == 0 and 'route_name' in lines[2] and '"json"' in lines[3],
+       'an answer without dict and protos (versions cached) keeps the ones in use', err)
+    client_hs = ('0100004b7b22737973223a7b2274797065223a226a732d776562736f636b6574222c2276657273'
+                 '696f6e223a22302e302e31222c22727361223a7b7d2c2270726f746f56657273696f6e223a307d7d')
+    rc, lines, err = dump_hex([], [conn, client_hs, handshake_package('{"code":500}').hex(),
+                                   handshake_package('not json').hex(), MS2, FR1])
+    ok(rc == 0 and err == '' and 'route_name' in lines[4] and '"json"' in lines[5],
+       'client requests, error answers and non-JSON handshakes change nothing', err)
+    other = handshake_package('{"code":200,"sys":{"dict":{"area.playerHandler.move":2}}}').hex()
+    rc, lines, err = dump_hex([], [conn, other, MS2, FR1])
+    ok(rc == 0 and json.loads(lines[2]).get('route_name') == 'area.playerHandler.move' and
+       '"json"' in lines[3], 'a later answer with a dictionary only replaces the dictionary', err)
+    bad = handshake_package('{"code":200,"sys":{"dict":{"a.b.c":0}}}')
+    rc, lines, err = dump_hex([], [conn, bad.hex(), MS2])
+    is_eq((rc, json.loads(lines[2]).get('route_name'), err.strip()),
+          (0, 'connector.entryHandler.enter', 'pomelo-dump: offset %d: warning: the dictionary '
+           'and protos of this handshake are not used: sys.dict: JSON value of another type' % n),
+          'an answer with a bad dictionary: a warning, exit 0, the old one stays')
+    # Real captures decode by themselves.
+    rc, out, err = run([examples_path('chat-s2c.bin')])
+    lines = out.decode().splitlines()
+    is_eq((rc, lines[5], err), (0, '{"offset":812,"package":"data","message":"push",'
+                                '"route":"onChat","body_hex":"0a1068656c6c6f2066726f6d20636172'
+                                '6f6c12056361726f6c1a012a","json":{"msg":"hello from carol",'
+                                '"from":"carol","target":"*"}}', ''),
+          'chat-s2c.bin: its own handshake answer decodes the onChat push')
+    for name in ('chat-ws.txt', 'chat-tcp.txt'):
+        rc, out, err = run(['--trace', os.path.join(TRACES, name)])
+        objs = [json.loads(x) for x in out.decode().splitlines()]
+        chats = [o for o in objs if o.get('route') == 'onChat']
+        coded = [o for o in objs if 'route_code' in o]
+        ok(rc == 0 and chats and all('json' in o for o in chats) and
+           all(set(o['json']) == {'msg', 'from', 'target'} for o in chats),
+           '%s: all %d onChat pushes decoded as json' % (name, len(chats)), err)
+        ok(coded and all(o.get('route_name') in ('chat.chatHandler.send',
+                                                 'connector.entryHandler.enter')
+                         for o in coded), '%s: all %d route codes named' % (name, len(coded)))
+        ok(any(o['json']['msg'] == 'psst' and o['json']['target'] != '*' for o in chats),
+           '%s: the private message is there too' % name)
+
+
+PB_T = [  # spec 7.4 vectors, as pushes on route "t" of dump-serverProtos.json
+    ('08ac02100118 03', '{"u":300,"s":-1,"i":-2}'),
+    ('080010001800250000c03f299a9999999999b93f', '{"u":0,"s":0,"i":0,"f":1.5,"d":0.1}'),
+    ('0800100018003206e4bda0e5a5bd3a0408011002',
+     '{"u":0,"s":0,"i":0,"str":"\u4f60\u597d","pos":{"x":1,"y":2}}'),
+    ('08001000180040030102ac024a01614a026263', '{"u":0,"s":0,"i":0,"ru":[1,2,300],"rs":["a","bc"]}'),
+    ('0800100018005204080110025204080310045a020807',
+     '{"u":0,"s":0,"i":0,"rp":[{"x":1,"y":2},{"x":3,"y":4}],"item":{"id":7}}'),
+]
+
+
+def test_proto_files(d):
+    rc, lines, err = dump_hex(['--server-protos', SERVER_PROTOS], [FR1, MS2])
+    is_eq((rc, lines, err), (0, [FR1_JSON, with_offset(MS2_NAMED.replace(
+        ',"route_name":"connector.entryHandler.enter"', ''), len(FR1) // 2)], ''),
+        '--server-protos (config form): onChat as json; no dictionary, no names')
+    for body, want in PB_T:
+        body = body.replace(' ', '')
+        rc, lines, err = dump_hex(['--server-protos', SERVER_PROTOS],
+                                  [data_package('0601' + '74' + body).hex()])
+        is_eq((rc, lines, err), (0, ['{"offset":0,"package":"data","message":"push","route":"t",'
+                                     '"body_hex":"%s","json":%s}' % (body, want)], ''),
+              'push "t" %s: json %s' % (body, want))
+    rc, lines, err = dump_hex(['--client-protos', CLIENT_PROTOS], [FR1])
+    ok(rc == 0 and '"json"' not in lines[0], '--client-protos alone: pushes are not protobuf', err)
+    rc, lines, err = dump_hex(['--dict', DICT_ARRAY], [MS2, data_package('010200010000').hex(),
+                                                       data_package('01030003').hex(),
+                                                       data_package('01040004').hex()])
+    is_eq((rc, [json.loads(x).get('route_name') for x in lines], err),
+          (0, ['connector.entryHandler.enter', 'chat.chatHandler.send',
+               'gate.gateHandler.queryEntry', None], ''),
+          '--dict ARRAY: handler routes sorted and numbered from 1, as the server does')
+    obj = os.path.join(d, 'dict.json')
+    with open(obj, 'w') as f:
+        f.write('{"area.playerHandler.move": 7, "onMove": 8}\n')
+    conn = os.path.join(d, 'conn733.json')
+    rc, lines, err = dump_hex(['--dict', obj, '--handshake', conn],
+                              [data_package('070008').hex(), MS2, FR1])
+    is_eq((rc, [json.loads(x).get('route_name') for x in lines], '"json"' in lines[2], err),
+          (0, ['onMove', None, None], True, ''),
+          '--dict OBJECT replaces the handshake\'s dictionary, its protos stay')
+    # Responses: the route of the request with the same id.
+    send = ('0a05726f6f6d3112026869' '1a05616c696365' '22012a')  # rid, content, from, target
+    send_json = '{"rid":"room1","content":"hi","from":"alice","target":"*"}'
+    users = '0a05616c6963650a03626f62'
+    args = ['--dict', DICT_ARRAY, '--server-protos', SERVER_PROTOS, '--client-protos',
+            CLIENT_PROTOS]
+    hexes = [data_package('01050002' + ALICE).hex(),       # request 5 enter (code 2)
+             data_package('0405' + users).hex(),             # its response: protobuf
+             data_package('0405' + users).hex(),             # a second one: no request
+             data_package('0406' + users).hex(),             # id 6: never requested
+             data_package('00071c' + b'connector.entryHandler.enter'.hex() + '7b7d').hex(),
+             data_package('000715' + b'chat.chatHandler.send'.hex() + send).hex(),
+             data_package('0407' + users).hex(),             # id 7: the latest request has no
+             data_package('0215' + b'chat.chatHandler.send'.hex() + send).hex(),  # server proto
+             data_package('01080001' + send).hex()]          # request code 1 with a client proto
+    rc, lines, err = dump_hex(args, hexes)
+    objs = [json.loads(x) for x in lines]
+    is_eq((rc, [o.get('json') for o in objs], err),
+          (0, [None, {'users': ['alice', 'bob']}, None, None, None, json.loads(send_json), None,
+               json.loads(send_json), json.loads(send_json)], ''),
+          'responses decoded with the route of their request; requests and notifies with the '
+          'client protos')
+    is_eq(lines[1], '{"offset":%d,"package":"data","message":"response","id":5,"body_hex":"%s",'
+          '"json":{"users":["alice","bob"]}}' % (len(hexes[0]) // 2, users),
+          'the response line is byte-exact')
+    ok('body' in objs[2] and objs[8].get('route_name') == 'chat.chatHandler.send',
+       'a response without its request keeps its bytes as text; a named code gets json')
+    round_trip(args, hexes, '--dict, --server-protos, --client-protos')
+
+
+def test_json_errors():
+    conn_args = ['--server-protos', SERVER_PROTOS]
+    rc, lines, err = dump_hex(conn_args, [data_package('06066f6e43686174' + '0a056869').hex()])
+    o = json.loads(lines[0]) if lines else {}
+    ok(rc == 0 and err == '' and 'json' not in o and
+       o.get('json_error', '').startswith('protobuf body ends inside a field at msg (byte ') and
+       list(o)[-2:] == ['body_hex', 'json_error'],
+       'a truncated body: json_error "... at msg (byte N)", exit 0: %s' % o.get('json_error'),
+       err)
+    rc, lines, err = dump_hex(conn_args, [data_package('06066f6e43686174' + '220161').hex()])
+    o = json.loads(lines[0]) if lines else {}
+    ok(rc == 0 and o.get('json_error', '').startswith('protobuf tag not in the message'),
+       'an unknown tag: json_error: %s' % o.get('json_error'), err)
+    rc, lines, err = dump_hex(conn_args, [data_package('16066f6e43686174' + PB1).hex()])
+    is_eq((rc, lines, err), (0, ['{"offset":0,"package":"data","message":"push","route":"onChat",'
+                                 '"gzip":true,"body_hex":"%s","json_error":"not decoded: the body '
+                                 'is compressed (gzip flag)"}' % PB1], ''),
+          'a compressed protobuf body is not decoded')
+    rc, lines, err = dump_hex(conn_args, [data_package('06066f6e43686174').hex()])
+    is_eq((rc, lines), (0, ['{"offset":0,"package":"data","message":"push","route":"onChat",'
+                            '"body_hex":"","json":{}}']), 'an empty protobuf body is {}')
+    round_trip(conn_args, [data_package('06066f6e43686174' + '0a056869').hex(),
+                           data_package('16066f6e43686174' + PB1).hex()], 'json_error lines')
+    # --encode: the derived fields are ignored, but typed.
+    deep = '[' * 60 + ']' * 60
+    rc, out, err = run(['--encode', '--hex'], '{"package":"data","message":"push","route_code":2,'
+                       '"route_name":"x","body_hex":"0a02","json":{"edited":%s}}\n'
+                       '{"package":"data","message":"push","route":"a","json_error":"e"}\n'
+                       % deep)
+    is_eq((rc, out.decode(), err), (0, data_package('0700020a02').hex() + '\n' +
+                                    data_package('060161').hex() + '\n', ''),
+          '--encode: route_name, json (even deep) and json_error are ignored')
+    expect_error(['--encode'], '{"package":"kick","json_error":1}\n', 'pomelo-dump: offset 0: '
+                 'line 1: "json_error" must be a string', '--encode: json_error not a string')
+    expect_error(['--encode'], '{"package":"data","message":"push","route_code":1,'
+                 '"route_name":null}\n', 'pomelo-dump: offset 0: line 1: "route_name" must be a '
+                 'string', '--encode: route_name not a string')
+
+
+def test_context_errors(d):
+    def write(name, text):
+        path = os.path.join(d, name)
+        with open(path, 'w') as f:
+            f.write(text)
+        return path
+
+    def bad(args, want, name):
+        expect_error(args, FR1 + '\n', want, name + ': exit 2, nothing read', '', status=2)
+
+    missing = os.path.join(d, 'missing.json')
+    bad(['--hex', '--handshake', missing], 'pomelo-dump: --handshake %s: cannot open: No such '
+        'file or directory' % missing, 'a missing --handshake file')
+    p = write('hs1.json', '{"code":200,\n "sys":}')
+    bad(['--hex', '--handshake', p], 'pomelo-dump: --handshake %s: line 2, column 8: invalid JSON'
+        % p, '--handshake not JSON: line and column')
+    p = write('hs2.json', '{"code":500}')
+    bad(['--hex', '--handshake', p], 'pomelo-dump: --handshake %s: no "sys" object (not a '
+        'server\'s handshake answer)' % p, '--handshake without sys')
+    p = write('hs3.json', '{"code":200,"sys":{"heartbeat":3,"useDict":true,"useProto":true}}')
+    bad(['--hex', '--handshake', p], 'pomelo-dump: --handshake %s: neither sys.dict (nor '
+        'routeToCode, codeToRoute) nor sys.protos' % p, '--handshake of a cached-version answer')
+    p = write('hs4.json', '{"code":200,"sys":{"dict":{"a.b.c":"x"}}}')
+    bad(['--hex', '--handshake', p], 'pomelo-dump: --handshake %s: sys.dict: JSON value of another '
+        'type' % p, '--handshake with a bad dict')
+    p = write('hs5.json', '{"code":200,"sys":{"protos":{"server":5,"client":{}}}}')
+    bad(['--hex', '--handshake', p], lambda e: e.startswith(
+        'pomelo-dump: --handshake %s: sys.protos: invalid protobuf description' % p),
+        '--handshake with bad protos')
+    p = write('sp1.json', '{"onChat": {"required bool x": 1}}')
+    bad(['--hex', '--server-protos', p], lambda e: e.startswith(
+        'pomelo-dump: --server-protos %s: invalid protobuf description' % p),
+        'a proto file with an unknown type (bool)')
+    p = write('sp2.json', '{"onChat": {"required string msg": 1}')
+    bad(['--hex', '--server-protos', SERVER_PROTOS, '--client-protos', p],
+        'pomelo-dump: --client-protos %s: line 1, column 38: invalid JSON' % p,
+        'a proto file that is not JSON, named by its option')
+    p = write('sp3.json', '[1, 2]')
+    bad(['--hex', '--server-protos', p], lambda e: e.startswith(
+        'pomelo-dump: --server-protos %s: ' % p) and 'protobuf description' in e,
+        'a proto file that is an array')
+    bad(['--hex', '--server-protos', missing], 'pomelo-dump: --server-protos %s: cannot open: No '
+        'such file or directory' % missing, 'a missing proto file')
+    p = write('d1.json', '5')
+    bad(['--hex', '--dict', p], 'pomelo-dump: --dict %s: neither an object {"route":code,...} nor '
+        'an array of handler routes' % p, '--dict of a number')
+    p = write('d2.json', '["a.b.c", 1]')
+    bad(['--hex', '--dict', p], 'pomelo-dump: --dict %s: element 1 is not a route string' % p,
+        '--dict array with a number')
+    p = write('d3.json', '{"a.b.c": 0}')
+    bad(['--hex', '--dict', p], 'pomelo-dump: --dict %s: JSON value of another type' % p,
+        '--dict object with code 0')
+    p = write('d4.json', '["%s"]' % ('a' * 256))
+    bad(['--hex', '--dict', p], 'pomelo-dump: --dict %s: route longer than 255 bytes' % p,
+        '--dict with a 256-byte route')
+    for args, name in ((['--handshake'], '--handshake without a file'),
+                       (['--dict', DICT_ARRAY, '--dict', DICT_ARRAY], '--dict twice'),
+                       (['--encode', '--dict', DICT_ARRAY], '--encode --dict'),
+                       (['--encode', '--server-protos', SERVER_PROTOS], '--encode --server-protos')):
+        rc, out, err = run(args)
+        ok(rc == 2 and err.startswith('pomelo-dump: ') and 'pomelo-dump --help' in err,
+           'usage error, exit 2: %s' % name, err)
+    rc, out, err = run(['--help'])
+    ok(all(s in out.decode() for s in ('--handshake FILE', '--dict FILE', '--server-protos FILE',
+                                       'route_name', 'json_error')),
+       '--help documents the new options and fields')
+
+
+def test_decode():
+    with tempfile.TemporaryDirectory() as d:
+        test_handshake_option(d)
+        test_stream_handshakes()
+        test_proto_files(d)
+        test_json_errors()
+        test_context_errors(d)
+
+
 def test_usage():
     rc, out, err = run(['--help'])
     text = out.decode()
@@ -411,6 +758,7 @@ test_traces()
 test_line_formats()
 test_large_stream()
 test_errors()
+test_decode()
 test_usage()
 print('1..%d' % count)
 sys.exit(1 if failed else 0)

@@ -130,14 +130,10 @@
   };
   const me = { name: null, rid: null, users: [] };
 
-  // The client caches protobuf descriptions in localStorage ('protos') and trusts them on the
-  // next visit. pomelo-chat sends JSON; a cache left by another Pomelo app served from this
-  // address (chatofpomelo's page also uses port 3001) would make it decode JSON as protobuf.
-  try {
-    localStorage.removeItem('protos');
-  } catch (e) {
-    // no storage (a private window, say): nothing cached either
-  }
+  // The client caches protobuf descriptions in localStorage ('protos') and sends their version
+  // in its handshake: pomelo-chat announces chatofpomelo's own protos (onChat is protobuf), and
+  // sends its set to any client whose cached version differs, so a cache left by another Pomelo
+  // app served from this address is replaced, never trusted.
 
   $('gate-address').textContent = 'ws://' + gate.host + ':' + gate.port;
 

@@ -1,6 +1,6 @@
 // Starts the real pomelo 2.2.7 server for libpomelo's end-to-end tests: the template app that
 // `pomelo init` generates (hybrid connector, heartbeat 3 s, dictionary on), plus one test-only
-// handler, on free loopback ports.
+// handler (with protos for one of its routes), on free loopback ports.
 //
 // As a module (what the tests do):
 //   const { startPomeloServer } = require('./pomelo-server/start.js');
@@ -19,7 +19,10 @@
 //    prompt) generates the app in a fresh temporary directory, never in the source tree.
 // 2. game-server/node_modules is a symlink to this folder's node_modules (the pinned pomelo).
 // 3. config/servers.json and config/master.json get free ports chosen now; the handler
-//    app/servers/connector/handler/testHandler.js (TEST_HANDLER below) is added.
+//    app/servers/connector/handler/testHandler.js (TEST_HANDLER below) is added, and
+//    config/serverProtos.json, config/clientProtos.json and config/dictionary.json get the protos
+//    and the push route of its `pb` method (TEST_PROTOS and TEST_DICTIONARY below; the template
+//    has {} in all three, and its connector already has useDict and useProtobuf on).
 // 4. `node app.js` (the master, which forks the connector) starts in a new session (spawn's
 //    `detached`, i.e. setsid(2): the pid is the process group to kill), with
 //    NODE_OPTIONS=--require=shim.js (spec Appendix B: loopback-only listen, and the raw-TCP write
@@ -69,7 +72,52 @@ TestHandler.prototype.echo = function (msg, session, next) {
   delete body.__route__;
   next(null, {code: 200, route: msg.__route__, echo: body});
 };
+
+// Protobuf both ways: the route is in config/clientProtos.json (its request body is protobuf,
+// decoded by pomelo before this runs) and in config/serverProtos.json (the response
+// {"code":200,"route":<route>,"echo":<body>} is protobuf too, encoded by the request's route).
+// Also pushes onPb {"text":<text>,"n":<n>,"d":0.5} to the caller, protobuf as well, its route
+// sent as a code (onPb is in config/dictionary.json): the session is bound to the uid
+// "pb-<session id>" and channelService.pushMessageByUids sends to that uid on this connector.
+TestHandler.prototype.pb = function (msg, session, next) {
+  const app = this.app;
+  const body = Object.assign({}, msg);
+  delete body.__route__;
+  const uid = 'pb-' + session.id;
+  session.bind(uid, function (err) {
+    if (err) {
+      next(err);
+      return;
+    }
+    const push = {text: body.text, n: body.n, d: 0.5};
+    app.get('channelService').pushMessageByUids('onPb', push,
+                                                [{uid: uid, sid: app.getServerId()}],
+                                                function () {});
+    next(null, {code: 200, route: msg.__route__, echo: body});
+  });
+};
 `;
+
+// The protos of testHandler.pb (the real config/*Protos.json forms), and the user dictionary
+// (push routes, numbered after the handler routes).
+const PB_FIELDS = {
+  'required string text': 1,
+  'optional sInt32 n': 2,
+  'repeated uInt32 list': 3,
+};
+const TEST_PROTOS = {
+  client: { 'connector.testHandler.pb': PB_FIELDS },
+  server: {
+    'connector.testHandler.pb': {
+      'required uInt32 code': 1,
+      'optional string route': 2,
+      'optional Echo echo': 3,
+      'message Echo': PB_FIELDS,
+    },
+    onPb: { 'required string text': 1, 'optional sInt32 n': 2, 'optional double d': 3 },
+  },
+};
+const TEST_DICTIONARY = ['onPb'];
 
 function sleep(ms) {
   return new Promise((resolve) => setTimeout(resolve, ms));
@@ -233,6 +281,11 @@ async function startOnce(opts) {
       path.join(gameDir, 'app', 'servers', 'connector', 'handler', 'testHandler.js'),
       TEST_HANDLER
     );
+    const config = (name, obj) =>
+      fs.writeFileSync(path.join(gameDir, 'config', name), JSON.stringify(obj, null, 2) + '\n');
+    config('serverProtos.json', TEST_PROTOS.server);
+    config('clientProtos.json', TEST_PROTOS.client);
+    config('dictionary.json', TEST_DICTIONARY);
     srv.port = clientPort;
 
     const out = fs.openSync(srv.logFile, 'a');
@@ -280,7 +333,7 @@ async function startOnce(opts) {
   }
 }
 
-module.exports = { startPomeloServer, installed };
+module.exports = { startPomeloServer, installed, TEST_PROTOS, TEST_DICTIONARY };
 
 if (require.main === module) {
   const args = process.argv.slice(2);
