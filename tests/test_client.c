@@ -623,9 +623,8 @@ static void test_dictionary(void) {
   pomelo_client *cl = connected(NULL, CHAT_HS);
   uint32_t id;
   char want[512];
-  ok(cl->dict.present && cl->dict.r2c.count == 3 && cl->dict.c2r.count == 3,
-     "the chatofpomelo dictionary");
-  is_str(cl->dict.version, "s2r1qfKDrbhWCkA6uf+PTA==", "its version");
+  is_int(pomelo_dict_count(cl->dict), 3, "the chatofpomelo dictionary");
+  is_str(pomelo_dict_version(cl->dict), "s2r1qfKDrbhWCkA6uf+PTA==", "its version");
   request(cl, "connector.entryHandler.enter", "{\"username\":\"alice\",\"rid\":\"room1\"}", 0, "E",
           1000, &id);
   request(cl, "gate.gateHandler.queryEntry", "{}", 0, "Q", 1000, &id);
@@ -677,7 +676,7 @@ static void test_dictionary(void) {
   drain(cl, 8000);
   feed_pkg(cl, POMELO_PKG_HANDSHAKE, HS_OK, 8000);
   drain(cl, 8000);
-  ok(!cl->dict.present && cl->dict.r2c.cap == 0, "dictionary dropped");
+  ok(!cl->dict, "dictionary dropped");
   request(cl, "connector.entryHandler.enter", "{}", 0, "E", 8000, &id);
   is_str(drain(cl, 8000), "req#5 r=connector.entryHandler.enter {}", "no compression");
   pomelo_client_connect(cl, 9000);
@@ -688,10 +687,9 @@ static void test_dictionary(void) {
   pomelo_client_del(cl);
 
   /* The JS client's form: only "dict" (inverted for pushes), no version. */
-  cl = connected(NULL, "{\"code\":200,\"sys\":{\"dict\":{\"a.b.c\":7,\"x.y.z\":300,\"version\":"
-                       "\"0123abcd\",\"bad\":0,\"big\":70000},\"useDict\":1}}");
-  ok(cl->dict.present && cl->dict.r2c.count == 2 && cl->dict.c2r.count == 2 && !cl->dict.version,
-     "dict only: codes 1..65535 kept, a 1.0.x \"version\" entry and bad codes skipped");
+  cl = connected(NULL, "{\"code\":200,\"sys\":{\"dict\":{\"a.b.c\":7,\"x.y.z\":300},"
+                       "\"useDict\":1}}");
+  is_int(pomelo_dict_count(cl->dict), 2, "dict only: read (pomelo_dict_from_handshake)");
   pomelo_client_notify(cl, "x.y.z", NULL, 0);
   is_str(drain(cl, 1000), "ntf c=300 ", "compressed with a code > 255");
   feed_push(cl, NULL, 7, "{}", 1000);
@@ -704,15 +702,22 @@ static void test_dictionary(void) {
 
   /* useDict with nothing cached and no dictionary sent: plain routes. */
   cl = connected(NULL, "{\"code\":200,\"sys\":{\"useDict\":true,\"codeToRoute\":{\"1\":\"a\"}}}");
-  ok(!cl->dict.present, "useDict without a dictionary: none");
+  ok(!cl->dict, "useDict with half a dictionary: none");
   pomelo_client_del(cl);
-  /* codeToRoute with odd keys. */
+  /* A malformed dictionary (bad codes, odd keys) is not used at all: routes go as strings and
+   * pushes' codes stay unresolved, rather than guessing which half of the server's table is
+   * right. */
   cl = connected(NULL, "{\"code\":200,\"sys\":{\"useDict\":true,\"routeToCode\":{\"a\":1},"
-                       "\"codeToRoute\":{\"1\":\"a\",\"x\":\"b\",\"0\":\"c\",\"2\":5,\"3\":\"c\","
-                       "\"3\":\"d\",\"123456\":\"e\"}}}");
-  feed_push(cl, NULL, 3, "{}", 1000);
-  is_str(take_log(), "push default d {}\n", "codeToRoute: last duplicate wins, bad keys skipped");
-  is_int(cl->dict.c2r.count, 2, "two codes");
+                       "\"codeToRoute\":{\"1\":\"a\",\"x\":\"b\",\"0\":\"c\"}}}");
+  ok(!cl->dict, "a malformed dictionary: none");
+  feed_push(cl, NULL, 1, "{}", 1000);
+  is_str(take_log(), "push default 1 {}\n", "its codes stay digits");
+  pomelo_client_notify(cl, "a", NULL, 0);
+  is_str(drain(cl, 1000), "ntf r=a ", "and routes go as strings");
+  pomelo_client_del(cl);
+  cl = connected(NULL, "{\"code\":200,\"sys\":{\"dict\":{\"a.b.c\":7,\"bad\":0,\"big\":70000},"
+                       "\"useDict\":1}}");
+  ok(!cl->dict, "dict with codes outside 1..65535: none");
   pomelo_client_del(cl);
 }
 

@@ -218,28 +218,8 @@ void pm_client_set_next_id(pomelo_client *cl, uint32_t id) {
 }
 
 /* ---------------------------------------------------------------------------------------------
- * Route dictionary (spec 3, 4.4, 10)
+ * Route dictionary and protos (spec 3, 4.4, 7, 10)
  * ------------------------------------------------------------------------------------------- */
-
-static void dict_init(pm_dict *d) {
-  d->present = 0;
-  d->version = NULL;
-  pm_strmap_init(&d->r2c);
-  pm_idmap_init(&d->c2r);
-}
-
-static void dict_fini(pm_dict *d, const pomelo_allocator *a) {
-  uint32_t i;
-  for (i = 0; i < d->c2r.cap; i++) {
-    if (d->c2r.slots[i].key) {
-      pm_free(a, d->c2r.slots[i].val);
-    }
-  }
-  pm_idmap_fini(&d->c2r, a);
-  pm_strmap_fini(&d->r2c, a);
-  pm_free(a, d->version);
-  dict_init(d);
-}
 
 /* JavaScript truthiness of a JSON value (absent is false). */
 static int js_truthy(const pomelo_json_value *v) {
@@ -262,139 +242,27 @@ static int js_truthy(const pomelo_json_value *v) {
   }
 }
 
-/* A route code: an integer in 1..65535 (0 never resolves). */
-static int code_of_value(const pomelo_json_value *v, uint32_t *code) {
-  int64_t n;
-  if (pomelo_json_int64(v, &n) != 0 || n < 1 || n > 0xFFFF) {
-    return 0;
-  }
-  *code = (uint32_t)n;
-  return 1;
-}
-
-/* A code given as an object key: decimal digits only, 1..65535. */
-static int code_of_key(const char *k, size_t len, uint32_t *code) {
-  uint32_t n = 0;
-  size_t i;
-  if (len == 0 || len > 5) {
-    return 0;
-  }
-  for (i = 0; i < len; i++) {
-    if (k[i] < '0' || k[i] > '9') {
-      return 0;
-    }
-    n = n * 10u + (uint32_t)(k[i] - '0');
-  }
-  if (n < 1 || n > 0xFFFF) {
-    return 0;
-  }
-  *code = n;
-  return 1;
-}
-
-/* code -> route in `d` (replacing an earlier route of that code). */
-static int dict_put_code(pm_dict *d, const pomelo_allocator *a, uint32_t code, const char *route,
-                         size_t len) {
-  pm_route *r;
-  if (len > SIZE_MAX - sizeof(*r) - 1u || pm_idmap_reserve(&d->c2r, a, 1) != 0) {
-    return POMELO_ERR_NOMEM;
-  }
-  r = pm_malloc(a, sizeof(*r) + len + 1u);
-  if (!r) {
-    return POMELO_ERR_NOMEM;
-  }
-  r->len = len;
-  if (len) {
-    memcpy(r->s, route, len);
-  }
-  r->s[len] = '\0';
-  pm_free(a, pm_idmap_put(&d->c2r, code, r));
-  return 0;
-}
-
-/* Builds a dictionary from a route -> code object (`routeToCode` or `dict`), an optional
- * code -> route object (`codeToRoute`; else the inverse) and an optional version. Entries of
- * another shape (1.0.x servers put a "version" string inside `dict`) are skipped. */
-static int dict_build(pm_dict *d, const pomelo_allocator *a, const pomelo_json_value *r2c,
-                      const pomelo_json_value *c2r, const pomelo_json_value *version) {
-  size_t i, n = pomelo_json_len(r2c), len;
-  const char *s;
-  uint32_t code, j;
-  int rc;
-  dict_init(d);
-  d->present = 1;
-  for (i = 0; i < n; i++) {
-    pm_strmap_ent *e;
-    const char *key = pomelo_json_key_at(r2c, i, &len);
-    if (!code_of_value(pomelo_json_at(r2c, i), &code)) {
-      continue;
-    }
-    e = pm_strmap_upsert(&d->r2c, a, key, len);
-    if (!e) {
-      return POMELO_ERR_NOMEM;
-    }
-    e->code = code; /* a duplicate key: the last one wins, as in JavaScript */
-  }
-  if (pomelo_json_typeof(c2r) == POMELO_JSON_OBJECT) {
-    n = pomelo_json_len(c2r);
-    for (i = 0; i < n; i++) {
-      const pomelo_json_value *v = pomelo_json_at(c2r, i);
-      s = pomelo_json_key_at(c2r, i, &len);
-      if (!code_of_key(s, len, &code) || pomelo_json_typeof(v) != POMELO_JSON_STRING) {
-        continue;
-      }
-      s = pomelo_json_string(v, &len);
-      if ((rc = dict_put_code(d, a, code, s, len)) != 0) {
-        return rc;
-      }
-    }
-  } else {
-    for (j = 0; j < d->r2c.cap; j++) {
-      const pm_strmap_ent *e = &d->r2c.slots[j];
-      if (e->key && (rc = dict_put_code(d, a, e->code, e->key, e->len)) != 0) {
-        return rc;
-      }
-    }
-  }
-  if (pomelo_json_typeof(version) == POMELO_JSON_STRING) {
-    s = pomelo_json_string(version, &len);
-    if (!memchr(s, '\0', len)) {
-      d->version = pm_malloc(a, len + 1u);
-      if (!d->version) {
-        return POMELO_ERR_NOMEM;
-      }
-      memcpy(d->version, s, len + 1u);
-    }
-  }
-  return 0;
-}
-
 /* The dictionary part of an accepted handshake: with sys.useDict, a new dictionary when the
- * server sent one, else the cached one stays (the server omits it when our dictVersion
- * matched); without sys.useDict, the cache is dropped (as libpomelo2 does). */
+ * server sent one (pomelo_dict_from_handshake: routeToCode and codeToRoute, or dict alone),
+ * else the cached one stays (the server omits it when our dictVersion matched); without
+ * sys.useDict, or when what it sent is malformed, there is none (routes go as strings). */
 static int dict_update(pomelo_client *cl, const pomelo_json_value *sys) {
-  const pomelo_json_value *r2c;
-  pm_dict nd;
+  pomelo_dict *nd = NULL;
   int rc;
   if (!js_truthy(pomelo_json_get(sys, "useDict"))) {
-    dict_fini(&cl->dict, &cl->alloc);
+    pomelo_dict_del(cl->dict);
+    cl->dict = NULL;
     return 0;
   }
-  r2c = pomelo_json_get(sys, "routeToCode"); /* libpomelo2 reads this one */
-  if (pomelo_json_typeof(r2c) != POMELO_JSON_OBJECT) {
-    r2c = pomelo_json_get(sys, "dict"); /* the JS client reads this one */
+  rc = pomelo_dict_from_handshake(&nd, &cl->alloc, sys);
+  if (rc == POMELO_ERR_NOT_FOUND) {
+    return 0; /* nothing sent: the cached one stays */
   }
-  if (pomelo_json_typeof(r2c) != POMELO_JSON_OBJECT) {
-    return 0;
-  }
-  rc = dict_build(&nd, &cl->alloc, r2c, pomelo_json_get(sys, "codeToRoute"),
-                  pomelo_json_get(sys, "dictVersion"));
-  if (rc) {
-    dict_fini(&nd, &cl->alloc);
+  if (rc == POMELO_ERR_NOMEM) {
     return rc;
   }
-  dict_fini(&cl->dict, &cl->alloc);
-  cl->dict = nd;
+  pomelo_dict_del(cl->dict);
+  cl->dict = rc ? NULL : nd;
   return 0;
 }
 
@@ -592,11 +460,8 @@ static void on_push(pomelo_client *cl, const pomelo_msg *m) {
   pm_bytes body;
   int used;
   if (m->route_compressed) {
-    const pm_route *r = pm_idmap_get(&cl->dict.c2r, m->route_code);
-    if (r) {
-      route = r->s;
-      len = r->len;
-    } else {
+    route = pomelo_dict_route(cl->dict, m->route_code, &len);
+    if (!route) {
       /* An unknown code: its decimal digits, as the JS client emits it. */
       len = (size_t)snprintf(digits, sizeof digits, "%u", (unsigned)m->route_code);
       route = digits;
@@ -699,7 +564,6 @@ int pomelo_client_new(pomelo_client **out, const pomelo_client_settings *setting
   cl->next_id = 1;
   pm_idmap_init(&cl->reqs);
   pm_strmap_init(&cl->handlers);
-  dict_init(&cl->dict);
   *out = cl;
   return 0;
 }
@@ -719,7 +583,7 @@ void pomelo_client_del(pomelo_client *cl) {
   cl->depth = 0;
   reap(cl);
   pm_strmap_fini(&cl->handlers, &cl->alloc);
-  dict_fini(&cl->dict, &cl->alloc);
+  pomelo_dict_del(cl->dict);
   pomelo_protos_del(cl->protos);
   pomelo_json_writer_del(cl->scratch);
   pm_conn_shared_unref(cl->sh);
@@ -754,7 +618,8 @@ int pomelo_client_connect(pomelo_client *cl, uint64_t now) {
     cl->zombies = nz;
     cl->zombies_cap = ncap;
   }
-  cl->sh->set.cached_dict_version = cl->dict.present ? cl->dict.version : NULL;
+  cl->sh->set.cached_dict_version =
+      cl->dict && *pomelo_dict_version(cl->dict) ? pomelo_dict_version(cl->dict) : NULL;
   cl->sh->set.cached_proto_version = cl->protos ? pomelo_protos_version(cl->protos) : NULL;
   rc = pm_conn_new_shared(&nc, cl->sh, now, cl);
   cl->sh->set.cached_dict_version = NULL;
@@ -895,10 +760,10 @@ int pomelo_client_handle_expiry(pomelo_client *cl, uint64_t now) {
 
 /* Fills the route of `m`: the dictionary's code when it has the route, else the string. */
 static void set_route(const pomelo_client *cl, pomelo_msg *m, const char *route, size_t len) {
-  const pm_strmap_ent *e = cl->dict.present ? pm_strmap_get(&cl->dict.r2c, route, len) : NULL;
-  if (e) {
+  uint16_t code = pomelo_dict_code(cl->dict, route, len);
+  if (code) {
     m->route_compressed = 1;
-    m->route_code = (uint16_t)e->code;
+    m->route_code = code;
   } else {
     m->route = route;
     m->route_len = len;

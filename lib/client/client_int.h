@@ -27,21 +27,6 @@ typedef struct pm_req {
                    later, to pick the protobuf decoder of the response body) */
 } pm_req;
 
-/* A route string of the code -> route map. */
-typedef struct pm_route {
-  size_t len;
-  char s[]; /* len bytes, NUL-terminated */
-} pm_route;
-
-/* The route dictionary of the last handshake that carried one (spec 3), kept across reconnects
- * with its version, which later handshakes send as sys.dictVersion. */
-typedef struct pm_dict {
-  int present;
-  char *version; /* NUL-terminated, or NULL when the server sent none */
-  pm_strmap r2c; /* route -> code (entries' `code`) */
-  pm_idmap c2r;  /* code -> pm_route */
-} pm_dict;
-
 struct pomelo_client {
   pomelo_allocator alloc;
   pomelo_client_settings set;
@@ -68,7 +53,9 @@ struct pomelo_client {
   uint32_t heap_len, heap_cap;
   pm_req *first, *last; /* every waiting request, in issue order */
   pm_strmap handlers;   /* route -> push callback */
-  pm_dict dict;
+  /* The route dictionary of the last handshake that carried one (spec 3), kept across
+   * reconnects; later handshakes send its version as sys.dictVersion. NULL when none. */
+  pomelo_dict *dict;
   /* The proto set of the last handshake that carried one (spec 7), kept across reconnects;
    * later handshakes send its version as sys.protoVersion. NULL when none. */
   pomelo_protos *protos;
