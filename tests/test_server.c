@@ -6,6 +6,7 @@
 #include <pomelo/dict.h>
 #include <pomelo/protobuf.h>
 
+#include "codec/codec_int.h"
 #include "tap.h"
 #include "testutil.h"
 
@@ -1418,6 +1419,105 @@ static void test_wire_formats(void) {
   pomelo_protos_del(protos);
 }
 
+
+/* Flagged (bit 4) bodies: inflated for handlers with zlib, a clear error without; a bomb closes
+ * the session as a package over the limit; gzip_min deflates what goes out. */
+static void test_gzip_bodies(void) {
+  const pomelo_allocator *libc = pomelo_allocator_libc();
+  int have_zlib = (pomelo_features() & POMELO_FEATURE_ZLIB) != 0;
+  static const char body[] = "{\"text\":\"hello hello hello hello hello hello hello\"}";
+  pomelo_server_settings st;
+  pomelo_server *srv;
+  pomelo_session *s;
+  pomelo_server_stats stats;
+  pomelo_msg m;
+  uint8_t *z = NULL, *zeros;
+  size_t zl = 0;
+
+  pomelo_server_settings_default(&st);
+  st.conn.heartbeat_interval_ms = 3000;
+  st.gzip_min = 16;
+  srv = make_server(&st, NULL, 0);
+  if (!have_zlib) {
+    ok(srv == NULL, "no zlib: gzip_min refused");
+    st.gzip_min = 0;
+    srv = make_server(&st, NULL, 0);
+  }
+  pomelo_server_on(srv, "connector.entryHandler.enter", h_record, NULL);
+  s = join_as(srv, UTF8_HS, 0);
+  memset(&m, 0, sizeof m);
+  m.type = POMELO_MSG_REQUEST;
+  m.id = 3;
+  m.route = "connector.entryHandler.enter";
+  m.route_len = strlen(m.route);
+  m.gzip = 1;
+  last_body[0] = 0;
+  if (have_zlib) {
+    is_int(pm_deflate(libc, (const uint8_t *)body, strlen(body), 0, &z, &zl), 0, "deflate");
+    m.body = z;
+    m.body_len = zl;
+    feed_raw_msg(s, &m, 1);
+    is_str(last_body, body, "a flagged request reaches the handler inflated");
+    {
+      struct iovec iov[4];
+      pomelo_pkg p;
+      pomelo_msg r;
+      size_t used, il = 0;
+      uint8_t *inflated = NULL;
+      int n = pomelo_session_out_iov(s, iov, 4);
+      ok(n == 1 && pomelo_pkg_decode(iov[0].iov_base, iov[0].iov_len, &p, &used) == 0 &&
+             pomelo_msg_decode(p.body, p.body_len, &r) == 0 && r.gzip && r.id == 3,
+         "gzip_min: the response is flagged");
+      ok(n == 1 && pm_inflate(libc, r.body, r.body_len, 1 << 16, &inflated, &il) == 0 &&
+             il == strlen(body) && memcmp(inflated, body, il) == 0,
+         "and inflates to the answer");
+      free(inflated);
+      drain(s, 1);
+    }
+  } else {
+    m.body = (const uint8_t *)"x\x9c\x03\x00\x00\x00\x00\x01";
+    m.body_len = 8;
+    feed_raw_msg(s, &m, 1);
+    is_str(last_body, "", "no zlib: a flagged request does not reach the handler");
+    is_str(drain(s, 1), "resp 3 {\"code\":500}", "it is answered {\"code\":500}");
+    is_int(ev.last_error, POMELO_ERR_UNSUPPORTED, "on_error learns why");
+  }
+  pomelo_server_get_stats(srv, &stats);
+  is_int(stats.decode_errors, have_zlib ? 0 : 1, "decode errors");
+  if (have_zlib) {
+    /* A broken stream: answered 500, counted. */
+    m.body = (const uint8_t *)"\x78\x9c\xff\xff";
+    m.body_len = 4;
+    feed_raw_msg(s, &m, 1);
+    is_str(drain(s, 1), "resp 3 {\"code\":500}", "a broken stream: {\"code\":500}");
+    is_int(ev.last_error, POMELO_ERR_GZIP, "POMELO_ERR_GZIP");
+    /* A bomb: 16 MiB of zeros in a few KiB; max_body is 64 KiB. */
+    zeros = calloc(1, (size_t)16 << 20);
+    free(z);
+    z = NULL;
+    if (zeros && pm_deflate(libc, zeros, (size_t)16 << 20, 0, &z, &zl) == 0 && zl < 60000) {
+      uint8_t *pkg = malloc(zl + 64);
+      size_t n = 0;
+      m.body = z;
+      m.body_len = zl;
+      if (pkg && pomelo_msg_encode(pkg, zl + 64, &m, &n) == 0) {
+        feed_pkg(s, POMELO_PKG_DATA, pkg, n, 2);
+      }
+      free(pkg);
+      pomelo_server_get_stats(srv, &stats);
+      is_int(stats.gzip_bombs, 1, "a compression bomb is counted");
+      is_int(pomelo_session_close_reason(s), POMELO_CLOSE_TOO_LARGE,
+             "and closes the session as too large");
+      ok(strstr(drain(s, 2), "message too large") != NULL, "with the KICK of a package too large");
+    } else {
+      ok(0, "a bomb to feed");
+    }
+    free(zeros);
+  }
+  pomelo_server_del(srv);
+  free(z);
+}
+
 int main(void) {
   test_dispatch_table();
   test_filters_and_late_answers();
@@ -1437,5 +1537,6 @@ int main(void) {
   test_too_large();
   test_nomem();
   test_wire_formats();
+  test_gzip_bodies();
   return done_testing();
 }
