@@ -1,5 +1,7 @@
 /* Fuzz target: a server with several connections fed arbitrary bytes, time steps and
- * application calls (pushes, channels, binds, kicks, late answers, releases).
+ * application calls (pushes, channels, binds, kicks, late answers, releases, wire formats),
+ * with a route dictionary and protos, so compressed routes, protobuf requests, responses and
+ * pushes, gzip-flagged bodies and CESU-8 text all run.
  *
  * Invariants: no crash, no leak, the session count matches, after handle_expiry(now) no timer is
  * left due, and the ready list is exact: a session taken off it to write has output, one taken
@@ -7,6 +9,8 @@
  * closed without having been told.
  * SPDX-License-Identifier: MIT
  */
+#include <pomelo/dict.h>
+#include <pomelo/protobuf.h>
 #include <pomelo/server.h>
 
 #include <stdlib.h>
@@ -98,6 +102,33 @@ static void on_forward(pomelo_server *srv, pomelo_session *s, const char *json, 
   }
 }
 
+/* The dictionary and protos, made once (immutable, shared by every run). */
+static const pomelo_dict *fz_dict;
+static const pomelo_protos *fz_protos;
+
+static void make_wire(void) {
+  static const char *const routes[] = {"connector.h.now", "connector.h.later", "chat.c.send"};
+  static const char *const extra[] = {"onChat", "onAll"};
+  static const char sp[] = "{\"connector.h.now\":{\"optional uInt32 ok\":1},\"onChat\":{"
+                           "\"required uInt32 m\":1,\"optional string t\":2}}";
+  static const char cp[] = "{\"connector.h.now\":{\"optional string s\":1,\"repeated sInt32 "
+                           "r\":2,\"optional Sub sub\":3,\"message Sub\":{\"optional double "
+                           "d\":1,\"repeated float f\":2,\"optional Sub2 x\":3,\"message Sub2\":"
+                           "{\"optional int32 i\":1}}},\"connector.h.later\":{\"required string "
+                           "q\":1}}";
+  pomelo_dict *d = NULL;
+  pomelo_protos *p = NULL;
+  if (fz_dict) {
+    return;
+  }
+  if (pomelo_dict_new(&d, NULL, routes, 3, extra, 2) != 0 ||
+      pomelo_protos_new(&p, NULL, sp, sizeof sp - 1, cp, sizeof cp - 1, NULL, NULL) != 0) {
+    abort();
+  }
+  fz_dict = d;
+  fz_protos = p;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   test_alloc ta;
@@ -114,7 +145,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   }
   memset(&state, 0, sizeof state);
   cur = &state;
+  make_wire();
   pomelo_server_settings_default(&st);
+  st.conn.dict = fz_dict;
+  st.conn.protos = fz_protos;
+  st.gzip_min = (data[0] & 0x20) && (pomelo_features() & POMELO_FEATURE_ZLIB) ? 8 : 0;
   st.conn.heartbeat_interval_ms = (data[0] & 1) ? 2000 : 0;
   st.conn.max_body = 256;
   st.max_output = (data[0] & 2) ? 200 : 0;
@@ -189,11 +224,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         pomelo_session_bind(s, uid, 1);
         pomelo_channel_add(ch, uid, 1, pomelo_session_id(s));
       }
-      pomelo_channel_push(ch, "onChat", "{\"m\":1}", 7);
+      if (op & 0x80) {
+        pomelo_channel_push(ch, "onChat", "{\"m\":1,\"t\":\"\xf0\x9f\x98\x80\"}", 18);
+      } else {
+        pomelo_channel_push(ch, "onChat", "{\"m\":1}", 7);
+      }
+      if (s && (op & 0x40)) {
+        pomelo_session_set_format(s, (unsigned)(op >> 2) & 0xFu);
+      }
       break;
     default: /* kicks, broadcasts, late answers */
       if (op & 0x20) {
-        pomelo_server_broadcast(srv, op & 0x40, "onAll", NULL, 0);
+        pomelo_server_broadcast(srv, op & 0x40, "onAll", "{\"t\":\"\xf0\x9f\x98\x80\"}", 12);
       } else if (op & 0x40) {
         pomelo_server_kick_uid(srv, "a", 1, "bye");
       } else if (state.held) {
