@@ -147,8 +147,9 @@ typedef enum pomelo_msg_type {
  *   code `route_code` (a dictionary index; 0 is encodable but never resolves); otherwise the
  *   `route_len` bytes at `route` (not NUL-terminated; UTF-8 by convention, not checked here;
  *   empty allowed; at most POMELO_MSG_ROUTE_MAX bytes).
- * - `gzip`: the compressed-body flag (bit 4). Reported on decode; the body is not inflated here.
- *   Real NetEase peers never set it (spec 7.1).
+ * - `gzip`: the compressed-body flag (bit 4). Reported on decode; the codec does not inflate
+ *   the body (the server and the client do, with zlib). Real NetEase peers never set it
+ *   (spec 7.1).
  * - `body`: the rest of the message; may be empty.
  * Decoded views point into the decoded bytes. */
 typedef struct pomelo_msg {

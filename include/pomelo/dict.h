@@ -1,11 +1,11 @@
 /* libpomelo: the route dictionary (spec 3), which lets routes travel as 2-byte codes.
  *
- * Built as the real server's dictionary component builds it: the handler routes sorted byte-wise
- * and numbered from 1, then the user's extra routes (push routes such as "onChat") in order; its
- * version is base64(md5(JSON.stringify(dict))), so a client that cached the real server's
- * dictionary sees the same version here. A dictionary is immutable once made and may be shared
- * by threads and by many servers and clients.
- * SPDX-License-Identifier: MIT
+ * Built as the real server's dictionary component builds it: the handler routes sorted as
+ * JavaScript sorts strings (UTF-16 code units; byte order for ASCII) and numbered from 1, then the
+ * user's extra routes (push routes such as "onChat") in order; its version is
+ * base64(md5(JSON.stringify(dict))), so a client that cached the real server's dictionary sees the
+ * same version here. A dictionary is immutable once made and may be shared by threads and by many
+ * servers and clients. SPDX-License-Identifier: MIT
  */
 #ifndef POMELO_DICT_H
 #define POMELO_DICT_H
@@ -23,23 +23,25 @@ typedef struct pomelo_dict pomelo_dict;
 #define POMELO_DICT_MAX 65535u
 
 /** Builds a dictionary. `routes` are the `n` handler routes of every server type of the
- * deployment (NUL-terminated, any order; duplicates count once): sorted byte-wise (JavaScript's
- * default sort, which is the same for ASCII; code-unit order for the rest) and numbered 1..N.
+ * deployment (NUL-terminated UTF-8, any order; duplicates count once): sorted as JavaScript's
+ * default sort does (UTF-16 code-unit order, which is byte order for ASCII) and numbered 1..N.
  * `extra` are `m` more routes numbered N+1.. in order; one already present gets the new code
  * for route -> code while both codes keep resolving (code -> route), and keeps its place in
  * the dictionary JSON, as the real server does. Either list may be empty (NULL with 0).
- * `alloc` may be NULL. Errors: POMELO_ERR_INVALID_ARG (out NULL, a NULL route, a list NULL
- * with a count), POMELO_ERR_ROUTE_TOO_LONG (a route over 255 bytes), POMELO_ERR_LIMIT (more
- * than POMELO_DICT_MAX codes), POMELO_ERR_NOMEM. */
+ * `alloc` may be NULL. Errors: POMELO_ERR_INVALID_ARG (out NULL, a NULL route or one that is not
+ * UTF-8, a list NULL with a count), POMELO_ERR_ROUTE_TOO_LONG (a route over 255 bytes),
+ * POMELO_ERR_LIMIT (more than POMELO_DICT_MAX codes), POMELO_ERR_NOMEM. */
 POMELO_API int pomelo_dict_new(pomelo_dict **out, const pomelo_allocator *alloc,
                                const char *const *routes, size_t n, const char *const *extra,
                                size_t m);
 
 /** Makes a dictionary from a handshake response's `sys` object (a client uses it): from
  * "routeToCode" and "codeToRoute" (what libpomelo2 reads), or from "dict" when those are
- * absent (what the JS client reads); the version is sys.dictVersion (empty when absent).
- * Errors: POMELO_ERR_NOT_FOUND (none of them present), POMELO_ERR_JSON_TYPE (a value of the
- * wrong type, a code that is not an integer 1..65535), POMELO_ERR_ROUTE_TOO_LONG,
+ * absent (what the JS client reads; pomelo 1.0.x's "version" string inside it is taken as the
+ * version, not a route); the version is sys.dictVersion (empty when absent). Strict: errors are
+ * POMELO_ERR_NOT_FOUND (none of them present, or only one of routeToCode and codeToRoute),
+ * POMELO_ERR_JSON_TYPE (a value of the wrong type, a code that is not an integer 1..65535, a
+ * route or code given twice, the two maps disagreeing), POMELO_ERR_ROUTE_TOO_LONG,
  * POMELO_ERR_LIMIT, POMELO_ERR_INVALID_ARG, POMELO_ERR_NOMEM. */
 POMELO_API int pomelo_dict_from_handshake(pomelo_dict **out, const pomelo_allocator *alloc,
                                           const pomelo_json_value *sys);
