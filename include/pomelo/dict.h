@@ -5,7 +5,8 @@
  * user's extra routes (push routes such as "onChat") in order; its version is
  * base64(md5(JSON.stringify(dict))), so a client that cached the real server's dictionary sees the
  * same version here. A dictionary is immutable once made and may be shared by threads and by many
- * servers and clients. SPDX-License-Identifier: MIT
+ * servers and clients.
+ * SPDX-License-Identifier: MIT
  */
 #ifndef POMELO_DICT_H
 #define POMELO_DICT_H

@@ -20,11 +20,14 @@
 //      own version; onChat with other tags and types, onAdd protobuf, a protobuf
 //      chat.chatHandler.send), which the client sends the version of in its handshake. The
 //      gate answers with pomelo-chat's protos (2zWPnSlRsRxjqgcU215Uxg==), which replace the cache
-//      (checked in localStorage after the login). The users list beside the messages; alice and
-//      bob enter a room, each sees the other; a message to everyone reaches both pages, a
-//      private one its target; "hi 😀" (outside the BMP: CESU-8 from and to the browser) shows
-//      intact in both pages, and so does bob's answer; bob closes his page and alice's page says
-//      "bob left." and drops him from the list.
+//      (checked in localStorage after the login, and in the WebSocket frames the browser sent
+//      and received, recorded through playwright: the old version to the gate, its protos back,
+//      the new version to the connector). The users list beside the messages; alice and bob
+//      enter a room, each sees the other; a message to everyone reaches both pages, a private
+//      one its target; "hi 😀" (outside the BMP) shows intact in both pages, and so does bob's
+//      answer, their onChat frames holding CESU-8 (what the browser's decoder reads), never
+//      4-byte UTF-8; bob closes his page and alice's page says "bob left." and drops him from the
+//      list.
 //   3. No server (the gate address is a closed loopback port): the page's login error is
 //      "Cannot connect to H:P (is pomelo-chat running?)".
 //   4. No page errors (uncaught exceptions) and no console errors on any page, but the client's

@@ -497,7 +497,9 @@ function startClientTool(toolPath) {
   child.stderr.on('data', (d) => (err += d));
   const exited = new Promise((resolve) => child.on('exit', (code, sig) => resolve(sig || code)));
   process.on('exit', () => child.kill('SIGKILL'));
+  say('# pomelo-client (dave): pid ' + child.pid);
   return {
+    pid: child.pid,
     line: (text) => child.stdin.write(text + '\n'),
     next: async () => {
       const t0 = Date.now();

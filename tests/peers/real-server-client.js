@@ -165,9 +165,19 @@ function startRelay(upstreamPort) {
 // ---------------------------------------------------------------------------------------------
 // Running the tool (bounded)
 
+// Every pomelo-client still running, killed if this script ends first (a failure, a time limit).
+const children = new Set();
+process.on('exit', () => {
+  for (const c of children) {
+    c.kill('SIGKILL');
+  }
+});
+
 function runClient(args, input, timeoutMs) {
   return new Promise((resolve) => {
     const child = childProcess.spawn(clientPath, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+    children.add(child);
+    child.on('exit', () => children.delete(child));
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d) => (stdout += d));
@@ -487,7 +497,8 @@ async function checkProtobuf(srv) {
                 dict[PB_ROUTE] + ', onPb = ' + dict.onPb + '), protos ' + protos.version);
 
       const checkExchange = (conn, body, n) => {
-        const req = conn.c2s.find((p) => p.type === PKG.DATA && p.msg.type === Message.TYPE_REQUEST);
+        const req = conn.c2s.find((p) => p.type === PKG.DATA &&
+                                  p.msg.type === Message.TYPE_REQUEST);
         assert.ok(req, 'a request on connection ' + n);
         assert.strictEqual(req.msg.compressRoute, 1, 'the route compressed');
         assert.strictEqual(req.msg.route, dict[PB_ROUTE], 'with its code');
