@@ -58,59 +58,47 @@ static int maybe_astral(const uint8_t *p, size_t len) {
   return 0;
 }
 
-/* Each 4-byte sequence of `in` as a JSON escape pair (\ud83d\ude00), everything else copied;
- * `out` NULL measures. Valid only for JSON text, where such bytes lie inside strings. */
-static size_t escape_astral(const uint8_t *in, size_t len, uint8_t *out) {
+/* Writes code point `cp` (outside the BMP) as its two UTF-16 surrogates, each either as a JSON
+ * escape \uXXXX (`escape`) or as a 3-byte CESU-8 sequence, at `out` (NULL measures); returns
+ * the byte count. */
+static size_t put_surrogates(uint32_t cp, int escape, uint8_t *out) {
   static const char hex[] = "0123456789abcdef";
-  size_t i = 0, o = 0;
-  while (i < len) {
-    uint32_t cp;
-    if (in[i] >= 0xF0u && pm_utf8_seq(in + i, len - i, &cp) == 4) {
-      uint32_t u[2];
-      int k, j;
-      u[0] = 0xD800u + ((cp - 0x10000u) >> 10);
-      u[1] = 0xDC00u + ((cp - 0x10000u) & 0x3FFu);
-      for (k = 0; k < 2; k++) {
-        if (out) {
-          out[o] = '\\';
-          out[o + 1] = 'u';
-          for (j = 0; j < 4; j++) {
-            out[o + 2 + (size_t)j] = (uint8_t)hex[(u[k] >> (12 - 4 * j)) & 0xFu];
-          }
+  uint32_t u[2];
+  size_t o = 0;
+  int k, j;
+  u[0] = 0xD800u + ((cp - 0x10000u) >> 10);
+  u[1] = 0xDC00u + ((cp - 0x10000u) & 0x3FFu);
+  for (k = 0; k < 2; k++) {
+    if (escape) {
+      if (out) {
+        out[o] = '\\';
+        out[o + 1] = 'u';
+        for (j = 0; j < 4; j++) {
+          out[o + 2 + (size_t)j] = (uint8_t)hex[(u[k] >> (12 - 4 * j)) & 0xFu];
         }
-        o += 6;
       }
-      i += 4;
+      o += 6;
     } else {
       if (out) {
-        out[o] = in[i];
+        out[o] = (uint8_t)(0xE0u | (u[k] >> 12));
+        out[o + 1] = (uint8_t)(0x80u | ((u[k] >> 6) & 0x3Fu));
+        out[o + 2] = (uint8_t)(0x80u | (u[k] & 0x3Fu));
       }
-      o++;
-      i++;
+      o += 3;
     }
   }
   return o;
 }
 
-/* Each 4-byte sequence of `in` as CESU-8 (two 3-byte surrogate sequences); `out` NULL
- * measures. */
-static size_t to_cesu8(const uint8_t *in, size_t len, uint8_t *out) {
+/* Copies `in` to `out` (NULL measures) with each 4-byte sequence rewritten by put_surrogates:
+ * as a JSON escape pair (\ud83d\ude00; valid only for JSON text, where such bytes lie inside
+ * strings) when `escape`, else as CESU-8. Returns the byte count. */
+static size_t rewrite_astral(const uint8_t *in, size_t len, int escape, uint8_t *out) {
   size_t i = 0, o = 0;
   while (i < len) {
     uint32_t cp;
     if (in[i] >= 0xF0u && pm_utf8_seq(in + i, len - i, &cp) == 4) {
-      uint32_t u[2];
-      int k;
-      u[0] = 0xD800u + ((cp - 0x10000u) >> 10);
-      u[1] = 0xDC00u + ((cp - 0x10000u) & 0x3FFu);
-      for (k = 0; k < 2; k++) {
-        if (out) {
-          out[o] = (uint8_t)(0xE0u | (u[k] >> 12));
-          out[o + 1] = (uint8_t)(0x80u | ((u[k] >> 6) & 0x3Fu));
-          out[o + 2] = (uint8_t)(0x80u | (u[k] & 0x3Fu));
-        }
-        o += 3;
-      }
+      o += put_surrogates(cp, escape, out ? out + o : NULL);
       i += 4;
     } else {
       if (out) {
@@ -335,13 +323,13 @@ static int out_body(pm_out *o, unsigned fmt, pm_bytes *b) {
   b->p = o->body;
   b->len = o->len;
   if ((fmt & PM_FMT_CESU) && !o->binary) {
-    size_t n = escape_astral(o->body, o->len, NULL);
+    size_t n = rewrite_astral(o->body, o->len, 1, NULL);
     if (n != o->len) {
       b->own = pm_malloc(o->alloc, n);
       if (!b->own) {
         return POMELO_ERR_NOMEM;
       }
-      escape_astral(o->body, o->len, b->own);
+      rewrite_astral(o->body, o->len, 1, b->own);
       b->p = b->own;
       b->len = n;
     }
@@ -382,12 +370,12 @@ int pm_out_frame(pm_out *o, unsigned fmt, pomelo_frame **f) {
       m.route_compressed = 1;
       m.route_code = o->code;
     } else if ((fmt & PM_FMT_CESU) && o->route_len) {
-      size_t n = to_cesu8((const uint8_t *)o->route, o->route_len, NULL);
+      size_t n = rewrite_astral((const uint8_t *)o->route, o->route_len, 0, NULL);
       if (n > POMELO_MSG_ROUTE_MAX) {
         pm_bytes_fini(&body, o->alloc);
         return POMELO_ERR_ROUTE_TOO_LONG;
       }
-      to_cesu8((const uint8_t *)o->route, o->route_len, croute);
+      rewrite_astral((const uint8_t *)o->route, o->route_len, 0, croute);
       m.route = (const char *)croute;
       m.route_len = n;
     } else {

@@ -35,6 +35,16 @@ static int push_one(pm_out *o, pomelo_session *s) {
   return pm_session_queue_push(s, f);
 }
 
+/* push_one for one of many recipients: counts it in *reached when it got the push, keeps the
+ * first error in *first. */
+static void push_many(pm_out *o, pomelo_session *s, int *reached, int *first) {
+  int rc = push_one(o, s);
+  if (rc == 0 && *reached < INT32_MAX) {
+    (*reached)++;
+  }
+  *first = *first ? *first : rc;
+}
+
 /* Counts what the push met: bodies sent empty for their proto. */
 static void push_fini(pm_out *o, pomelo_server *srv) {
   if (o->pb_error) {
@@ -118,11 +128,7 @@ int pomelo_server_push_uids(pomelo_server *srv, const char *const *uids, const s
     pm_strmap_ent *e = uids[i] ? pm_strmap_get(&srv->by_uid, uids[i], uid_lens[i]) : NULL;
     pomelo_session *s;
     for (s = e ? e->val : NULL; s; s = s->uid_next) {
-      rc = push_one(&o, s);
-      if (rc == 0 && reached < INT32_MAX) {
-        reached++;
-      }
-      first = first ? first : rc;
+      push_many(&o, s, &reached, &first);
     }
   }
   push_fini(&o, srv);
@@ -140,11 +146,7 @@ int pomelo_server_broadcast(pomelo_server *srv, int bound_only, const char *rout
   }
   for (s = srv->all; s; s = s->all_next) {
     if (!bound_only || s->uid) {
-      rc = push_one(&o, s);
-      if (rc == 0 && reached < INT32_MAX) {
-        reached++;
-      }
-      first = first ? first : rc;
+      push_many(&o, s, &reached, &first);
     }
   }
   push_fini(&o, srv);
@@ -426,11 +428,7 @@ static int channel_push(pomelo_channel *ch, const char *route, const char *body,
     /* The member keeps its session pointer: sessions leave their channels when released. */
     pomelo_session *s = ch->m[i].s;
     if (s) {
-      rc = push_one(&o, s);
-      if (rc == 0 && reached < INT32_MAX) {
-        reached++;
-      }
-      first = first ? first : rc;
+      push_many(&o, s, &reached, &first);
     }
   }
   push_fini(&o, srv);
