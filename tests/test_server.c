@@ -119,18 +119,23 @@ static int feed_msg(pomelo_session *s, int type, uint32_t id, const char *route,
   return feed_pkg(s, POMELO_PKG_DATA, m, n, now);
 }
 
-/* Drains a session's output into a text: "type:body|..." with DATA shown as
- * "push <route> <body>" / "resp <id> <body>". */
-static const char *drain(pomelo_session *s, uint64_t now) {
-  static char text[1 << 16];
-  static uint8_t buf[1 << 16];
+/* Writes out all of a session's output into `buf` (what fits of `cap` bytes) and returns its
+ * length; `frame` (may be NULL) receives the first iovec's base (a push's shared frame). */
+static size_t take_output(pomelo_session *s, uint64_t now, uint8_t *buf, size_t cap,
+                          const void **frame) {
   struct iovec iov[32];
-  size_t total = 0, tl = 0, pos = 0;
+  size_t total = 0;
   int n, i;
+  if (frame) {
+    *frame = NULL;
+  }
   while ((n = pomelo_session_out_iov(s, iov, 32)) > 0) {
     size_t got = 0;
+    if (frame && !*frame) {
+      *frame = iov[0].iov_base;
+    }
     for (i = 0; i < n; i++) {
-      if (total + iov[i].iov_len <= sizeof buf) {
+      if (total + iov[i].iov_len <= cap) {
         memcpy(buf + total, iov[i].iov_base, iov[i].iov_len);
         total += iov[i].iov_len;
       }
@@ -138,6 +143,15 @@ static const char *drain(pomelo_session *s, uint64_t now) {
     }
     pomelo_session_out_consume(s, got, now);
   }
+  return total;
+}
+
+/* Drains a session's output into a text: "type:body|..." with DATA shown as
+ * "push <route> <body>" / "resp <id> <body>". */
+static const char *drain(pomelo_session *s, uint64_t now) {
+  static char text[1 << 16];
+  static uint8_t buf[1 << 16];
+  size_t total = take_output(s, now, buf, sizeof buf, NULL), tl = 0, pos = 0;
   text[0] = 0;
   while (pos < total) {
     pomelo_pkg p;
@@ -1173,26 +1187,7 @@ static void test_nomem(void) {
 static const char *drain_hex(pomelo_session *s, uint64_t now, const void **frame) {
   static char text[1 << 14];
   static uint8_t buf[1 << 14];
-  struct iovec iov[32];
-  size_t total = 0, tl = 0, pos = 0, i;
-  int n, k;
-  if (frame) {
-    *frame = NULL;
-  }
-  while ((n = pomelo_session_out_iov(s, iov, 32)) > 0) {
-    size_t got = 0;
-    if (frame && !*frame) {
-      *frame = iov[0].iov_base;
-    }
-    for (k = 0; k < n; k++) {
-      if (total + iov[k].iov_len <= sizeof buf) {
-        memcpy(buf + total, iov[k].iov_base, iov[k].iov_len);
-        total += iov[k].iov_len;
-      }
-      got += iov[k].iov_len;
-    }
-    pomelo_session_out_consume(s, got, now);
-  }
+  size_t total = take_output(s, now, buf, sizeof buf, frame), tl = 0, pos = 0, i;
   text[0] = 0;
   while (pos < total && tl < sizeof text - 64) {
     pomelo_pkg p;
@@ -1418,7 +1413,6 @@ static void test_wire_formats(void) {
   pomelo_dict_del(dict);
   pomelo_protos_del(protos);
 }
-
 
 /* Flagged (bit 4) bodies: inflated for handlers with zlib, a clear error without; a bomb closes
  * the session as a package over the limit; gzip_min deflates what goes out. */
