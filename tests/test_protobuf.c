@@ -1043,6 +1043,48 @@ static void test_decode_rules(void) {
   pomelo_protos_del(q);
 }
 
+/* The deepest nesting allowed: 255 levels encode and decode (the C stack holds). */
+static void test_depth_cap(void) {
+  static char json[4096], want[4096];
+  static const char schema[] =
+      "{\"r\":{\"optional N n\":1},\"message N\":{\"optional N n\":1,\"optional uInt32 v\":2}}";
+  pomelo_pb_limits lim;
+  pomelo_json_options o;
+  pomelo_protos *p = NULL;
+  pomelo_json_doc *doc = NULL;
+  pomelo_json_writer *w = NULL;
+  const pomelo_pb_type *t;
+  uint8_t buf[4096];
+  size_t n = 0;
+  int rc;
+  pomelo_pb_limits_default(&lim);
+  lim.max_depth = 255;
+  rc = pomelo_protos_new(&p, NULL, LIT(schema), NULL, 0, &lim, NULL);
+  t = pomelo_protos_find(p, POMELO_PROTOS_SERVER, LIT("r"));
+  nest_json(json, 254, "{\"v\":1}");
+  pomelo_json_options_default(&o);
+  o.max_depth = 300;
+  rc = rc ? rc : pomelo_json_parse(&doc, NULL, json, strlen(json), &o, NULL);
+  rc = rc ? rc : pomelo_pb_encode(t, pomelo_json_root(doc), 0, buf, sizeof buf, &n, NULL);
+  is_int(rc, 0, "255 levels encode with max_depth 255");
+  is_int(n, 2 * 254 + 2 + (254 - 63) * 1,
+         "255 levels: size (lengths of 128 and more take 2 bytes)");
+  pomelo_json_writer_new(&w, NULL, 300);
+  rc = pomelo_pb_decode(t, buf, n, w, NULL);
+  is_int(rc, 0, "255 levels decode");
+  strcpy(want, json);
+  is_str(pomelo_json_writer_data(w, NULL), want, "255 levels: same JSON back");
+  pomelo_json_writer_del(w);
+  pomelo_json_doc_del(doc);
+  doc = NULL;
+  nest_json(json, 255, "{\"v\":1}");
+  pomelo_json_parse(&doc, NULL, json, strlen(json), &o, NULL);
+  rc = pomelo_pb_encode(t, pomelo_json_root(doc), 0, NULL, 0, &n, NULL);
+  is_int(rc, POMELO_ERR_PB_DEPTH, "256 levels: PB_DEPTH");
+  pomelo_json_doc_del(doc);
+  pomelo_protos_del(p);
+}
+
 /* Encodes then decodes: the JSON comes back (values the JS codecs carry exactly). */
 static void test_roundtrip(void) {
   static const char *const objs[] = {
@@ -1259,6 +1301,7 @@ int main(void) {
   test_vectors();
   test_encode_rules();
   test_decode_rules();
+  test_depth_cap();
   test_roundtrip();
   test_alloc_failures();
   return done_testing();

@@ -31,10 +31,12 @@ typedef enum pomelo_protos_side {
   POMELO_PROTOS_CLIENT = 1  /**< clientProtos: requests and notifies (client to server) */
 } pomelo_protos_side;
 
-/** Where an encode or decode or schema parse went wrong: `code` is the error returned, `path`
- * the field path ("pos.x", "rp[1].y", "area.playerHandler.move/message Pos"), NUL-terminated,
- * truncated to fit, empty when not about a field; `offset` the byte offset in the input (the
- * protobuf bytes for a decode, the schema JSON for a parse), 0 when not meaningful. */
+/** Where an encode or decode or schema parse went wrong: `code` is the error returned (0 after
+ * a success), `path` the field path ("pos.x", "rp[1].y"; for a schema the side and the keys,
+ * "server/area.playerHandler.move/message Pos/required bool b"), NUL-terminated, truncated to
+ * fit, empty when not about a field; `offset` the byte offset in the input (the protobuf bytes
+ * for a decode, the schema JSON of the side named by `path` for a JSON error of a parse), 0 when
+ * not meaningful. */
 typedef struct pomelo_pb_error {
   int code;
   size_t offset;
@@ -43,7 +45,8 @@ typedef struct pomelo_pb_error {
 
 /** Limits. Fill with pomelo_pb_limits_default, then change fields. */
 typedef struct pomelo_pb_limits {
-  uint32_t max_depth;  /**< nested messages, in schemas and bodies; default 32 */
+  uint32_t max_depth;  /**< nested messages, in schemas and bodies (a route's message is level
+                            1); default 32; 1..255 */
   size_t max_schema;   /**< bytes of one proto description JSON; default 1 MiB */
   uint32_t max_fields; /**< fields and message types in one set; default 65536 */
 } pomelo_pb_limits;
@@ -53,13 +56,16 @@ POMELO_API void pomelo_pb_limits_default(pomelo_pb_limits *lim);
 
 /** Parses proto descriptions as the real server's pomelo-protobuf parser does (spec 7.2):
  * `server_json` and `client_json` are the contents of serverProtos.json and clientProtos.json
- * (either may be NULL or empty for {}). Keys with the wrong number of parts and duplicate tags
- * are skipped as by the real parser; "message X" keys define nested (inside a message) and
- * global (top level) types. `alloc`, `lim` and `err` may be NULL. Errors (`*out` NULL, `err`
- * filled): POMELO_ERR_JSON_* (not JSON), POMELO_ERR_PB_SCHEMA (not an object of objects, a rule
- * or type the codec does not have, a tag that is not a positive integer, a field whose message
- * type cannot be resolved), POMELO_ERR_PB_DEPTH, POMELO_ERR_LIMIT (max_schema, max_fields),
- * POMELO_ERR_INVALID_ARG, POMELO_ERR_NOMEM. The version is
+ * (either may be NULL or empty for {}). Keys with the wrong number of parts, keys whose first
+ * word is neither a rule nor "message", and duplicate tags (after the first) are skipped as by
+ * the real parser; "message X" keys define nested (inside a message) and global (top level)
+ * types. `alloc`, `lim` and `err` may be NULL. Errors (`*out` NULL, `err` filled):
+ * POMELO_ERR_JSON_* (not JSON), POMELO_ERR_PB_SCHEMA (not an object of objects; a field type
+ * the codec does not have: neither uInt32, int32, sInt32, float, double, string nor a message
+ * type that resolves, uInt64/sInt64 included; a tag that is not an integer 1..2^28-1; an empty
+ * field name, "__proto__", "__messages" or "__tags"; two fields with one name),
+ * POMELO_ERR_PB_DEPTH, POMELO_ERR_LIMIT (max_schema, max_fields), POMELO_ERR_INVALID_ARG
+ * (also max_depth 0 or above 255), POMELO_ERR_NOMEM. The version is
  * base64(md5(JSON(parsed client) + JSON(parsed server))), as the real server's. */
 POMELO_API int pomelo_protos_new(pomelo_protos **out, const pomelo_allocator *alloc,
                                  const char *server_json, size_t server_len,
@@ -68,7 +74,11 @@ POMELO_API int pomelo_protos_new(pomelo_protos **out, const pomelo_allocator *al
 
 /** Makes a proto set from the parsed form a handshake carries (`protos` is sys.protos:
  * {"server":{...},"client":{...},"version":"..."}; a client uses it). The version is the one
- * given. Errors as pomelo_protos_new (POMELO_ERR_PB_SCHEMA for a malformed parsed form). */
+ * given (computed when absent); pomelo_protos_json gives the value back in the real server's
+ * form (for a value a real server sent: the same bytes). max_schema does not apply. Errors as
+ * pomelo_protos_new (POMELO_ERR_PB_SCHEMA for a malformed parsed form: a field that is not
+ * {"option":rule,"type":..,"tag":n}, a missing "__messages" or "__tags", "__tags" not exactly
+ * the fields' tags, a duplicate tag, a version that is not a string). */
 POMELO_API int pomelo_protos_from_handshake(pomelo_protos **out, const pomelo_allocator *alloc,
                                             const pomelo_json_value *protos,
                                             const pomelo_pb_limits *lim, pomelo_pb_error *err);
@@ -91,7 +101,8 @@ POMELO_API const char *pomelo_protos_side_json(const pomelo_protos *p, pomelo_pr
 POMELO_API size_t pomelo_protos_count(const pomelo_protos *p, pomelo_protos_side side);
 
 /** The message type of `route` (`len` bytes) in one side, or NULL when the route has none (its
- * bodies are JSON). `p` may be NULL (then NULL). */
+ * bodies are JSON). `p` may be NULL (then NULL). A global type is found by its key
+ * ("message Item"), as the real encoder would find it. */
 POMELO_API const pomelo_pb_type *pomelo_protos_find(const pomelo_protos *p, pomelo_protos_side side,
                                                     const char *route, size_t len);
 
@@ -102,32 +113,43 @@ POMELO_API const pomelo_pb_type *pomelo_protos_find(const pomelo_protos *p, pome
             1- to 3-byte UTF-8 (the browser client) */
 
 /** Encodes the JSON object `value` as message type `t` (spec 7.4), as the real server's encoder
- * does: fields in the object's key order (a duplicate key: the last value, at the first key's
- * place), keys not in the message dropped, an empty repeated field omitted; uInt32 from a
- * non-negative integral number (or a string of digits, as parseInt), int32/sInt32 zigzag,
- * float/double little-endian, strings as UTF-8 (POMELO_PB_CESU8: see above). Writes into `buf`
+ * does: fields in the object's key order as JavaScript sees it (array-index keys such as "7"
+ * first, ascending; a duplicate key: the last value, at the first key's place), keys not in the
+ * message dropped, an empty (or null) repeated field omitted; uInt32 from an integral number
+ * 0..2^53 (or a string of ASCII digits, as parseInt reads it), int32/sInt32 zigzag from an
+ * integral number -2^52..2^52 (or such a string with an optional '-'), float/double
+ * little-endian from a number, strings as UTF-8 (POMELO_PB_CESU8: see above). Writes into `buf`
  * of `cap` bytes and stores the length in `*out_len`; (NULL, 0) measures. An empty result (no
- * field present) is 0 bytes, which decodes as {}. Errors (`err` filled, NULL allowed):
+ * field present) is 0 bytes, which decodes as {}. Time and work are linear in the output,
+ * whatever the nesting. Errors (`err` filled, NULL allowed):
  * POMELO_ERR_PB_REQUIRED (a required field absent: the real server then sends an empty body),
- * POMELO_ERR_PB_TYPE (a value of the wrong JSON type, a negative or non-integral uInt32, a
- * number out of the type's range), POMELO_ERR_PB_DEPTH, POMELO_ERR_INVALID_ARG (t, value or
- * out_len NULL, value not an object), POMELO_ERR_BUFFER_TOO_SMALL (`*out_len` = size needed). */
+ * POMELO_ERR_PB_TYPE (a value of the wrong JSON type, null included; a negative or non-integral
+ * integer; a number out of the type's range), POMELO_ERR_PB_DEPTH, POMELO_ERR_INVALID_ARG (t,
+ * value or out_len NULL, value not an object, buf NULL with cap > 0),
+ * POMELO_ERR_BUFFER_TOO_SMALL (`*out_len` = size needed), POMELO_ERR_NOMEM (only for messages
+ * nested with hundreds of fields: a table per message level beyond 2 KiB of stack comes from
+ * the set's allocator). */
 POMELO_API int pomelo_pb_encode(const pomelo_pb_type *t, const pomelo_json_value *value,
                                 unsigned flags, uint8_t *buf, size_t cap, size_t *out_len,
                                 pomelo_pb_error *err);
 
 /** Decodes `len` bytes of message type `t` and writes the object as one JSON value to `w`,
  * as the real decoder does: the wire type is ignored (the browser sends varints with wire type
- * 2), values are read by the schema's type, a repeated field becomes an array (keys in order of
- * first appearance); float and double written as JavaScript prints them (NaN and infinities as
+ * 2), values are read by the schema's type, a repeated field becomes an array and a field seen
+ * twice keeps its last value (keys in order of first appearance, array-index names first as in
+ * a JavaScript object); numbers written as JavaScript prints the double its decoder computes
+ * (a uInt32 above 2^53 rounded: 2^64-1 prints 18446744073709552000; NaN and infinities as
  * null, like JSON.stringify); strings: a CESU-8 surrogate pair becomes the 4-byte UTF-8 of its
- * character, a lone surrogate U+FFFD. Empty input gives {}. Output grows only with the input
- * (an element count is checked against the bytes left). Errors (`err` filled, NULL allowed):
- * POMELO_ERR_PB_TRUNCATED (input ends inside a key or value), POMELO_ERR_PB_TAG (a tag the
- * message does not have: the real server throws), POMELO_ERR_PB_VARINT (over 10 bytes or 64
- * bits), POMELO_ERR_PB_UTF8 (a string that is not UTF-8 nor CESU-8), POMELO_ERR_PB_DEPTH,
- * the writer's errors, POMELO_ERR_NOMEM, POMELO_ERR_INVALID_ARG. Required fields are not checked
- * (the real decoder does not). On error, what `w` holds is unspecified (reset it). */
+ * character, a lone surrogate U+FFFD. Empty input gives {}. Memory grows only with the input
+ * (an element count is checked against the bytes left), from the set's allocator; `len` must
+ * be below 4 GiB. Errors (`err` filled, NULL allowed):
+ * POMELO_ERR_PB_TRUNCATED (input ends inside a key or value, or a value crosses the end of
+ * the message holding it), POMELO_ERR_PB_TAG (a tag the message does not have: the real server
+ * throws), POMELO_ERR_PB_VARINT (over 10 bytes or 64 bits), POMELO_ERR_PB_UTF8 (a string that
+ * is not UTF-8 nor CESU-8), POMELO_ERR_PB_DEPTH, the writer's errors (POMELO_ERR_JSON_DEPTH
+ * when `w` is shallower than the body), POMELO_ERR_NOMEM, POMELO_ERR_INVALID_ARG (t or w NULL,
+ * data NULL with len > 0). Required fields are not checked (the real decoder does not). On
+ * error, what `w` holds is unspecified (reset it). */
 POMELO_API int pomelo_pb_decode(const pomelo_pb_type *t, const uint8_t *data, size_t len,
                                 pomelo_json_writer *w, pomelo_pb_error *err);
 

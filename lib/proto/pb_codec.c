@@ -9,7 +9,7 @@
  * member positions (on the C stack unless the message has many fields).
  *
  * The decoder reads the whole body into a flat list of values first (a repeated field gathers
- * its elements wherever they appear; a repeated optional field keeps its last value at its
+ * its elements wherever they appear; any other field seen twice keeps its last value at its
  * first place), then writes the JSON. Memory grows with the bytes read, never with a length or
  * count read from them.
  * SPDX-License-Identifier: MIT

@@ -458,7 +458,9 @@ static int finish_type(pb_build *b, pomelo_pb_type *t, pb_cand *c, size_t nc,
   }
 
   fields = nf ? arena_alloc(p, (size_t)nf * sizeof(*fields)) : NULL;
-  for (hcap = 4; hcap < 2u * nf; hcap *= 2u) {
+  hcap = 4;
+  while (hcap < 2u * nf) {
+    hcap *= 2u;
   }
   by_tag = nf ? arena_alloc(p, (size_t)nf * sizeof(*by_tag)) : NULL;
   hash = nf ? arena_alloc(p, (size_t)hcap * sizeof(*hash)) : NULL;
