@@ -197,6 +197,7 @@ int pm_out_init(pm_out *o, const pomelo_allocator *a, pomelo_msg_type type, uint
     return POMELO_ERR_ROUTE_TOO_LONG;
   }
   o->alloc = a;
+  o->last_fmt = PM_FMT_COUNT;
   o->type = type;
   o->id = id;
   o->route = route;
@@ -337,7 +338,23 @@ static int out_body(pm_out *o, unsigned fmt, pm_bytes *b) {
   return 0;
 }
 
+static int out_frame(pm_out *o, unsigned fmt, pomelo_frame **f);
+
 int pm_out_frame(pm_out *o, unsigned fmt, pomelo_frame **f) {
+  int rc;
+  if (fmt == o->last_fmt) {
+    *f = o->last;
+    return 0;
+  }
+  rc = out_frame(o, fmt, f);
+  if (rc == 0) {
+    o->last_fmt = fmt;
+    o->last = *f;
+  }
+  return rc;
+}
+
+static int out_frame(pm_out *o, unsigned fmt, pomelo_frame **f) {
   pm_bytes body;
   uint8_t *z = NULL, croute[(POMELO_MSG_ROUTE_MAX / 4 + 1) * 6];
   pomelo_msg m;
@@ -398,7 +415,7 @@ int pm_out_frame(pm_out *o, unsigned fmt, pomelo_frame **f) {
   } else if (fmt & PM_FMT_GZIP) {
     /* Too small to compress: the same frame as without gzip. */
     pm_bytes_fini(&body, o->alloc);
-    rc = pm_out_frame(o, base, f);
+    rc = out_frame(o, base, f);
     if (rc == 0) {
       o->frames[fmt] = *f;
     }

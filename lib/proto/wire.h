@@ -69,8 +69,10 @@ typedef struct pm_out {
   uint8_t *text; /* the tree written as JSON, when the body was given as a tree only */
   uint32_t gzip_min;
   uint8_t binary;
-  uint8_t astral; /* the route or body holds a character outside the BMP */
-  int pb_error;   /* first protobuf failure: that format's body went out empty */
+  uint8_t astral;     /* the route or body holds a character outside the BMP */
+  int pb_error;       /* first protobuf failure: that format's body went out empty */
+  unsigned last_fmt;  /* the format asked for last (PM_FMT_COUNT: none yet) ... */
+  pomelo_frame *last; /* ... and its frame: a fan-out asks for the same one again and again */
   pomelo_frame *frames[PM_FMT_COUNT];
 } pm_out;
 

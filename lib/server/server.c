@@ -237,19 +237,6 @@ int pomelo_session_set_format(pomelo_session *s, unsigned format) {
   return 0;
 }
 
-unsigned pm_session_push_fmt(const pomelo_session *s) {
-  unsigned f = 0;
-  f |= (s->format & POMELO_FORMAT_PROTOBUF) ? PM_FMT_PB : 0;
-  f |= (s->format & POMELO_FORMAT_CESU8) ? PM_FMT_CESU : 0;
-  f |= (s->format & POMELO_FORMAT_GZIP) ? PM_FMT_GZIP : 0;
-  return f;
-}
-
-unsigned pm_session_response_fmt(const pomelo_session *s) {
-  unsigned f = pm_session_push_fmt(s) & ~PM_FMT_PB;
-  return f | ((s->format & POMELO_FORMAT_PROTOBUF_RESPONSES) ? PM_FMT_PB : 0);
-}
-
 int pm_server_is_binary(const pomelo_server *srv, const char *route, size_t len) {
   return srv->binary.count && pm_strmap_get(&srv->binary, route, len) != NULL;
 }

@@ -134,9 +134,19 @@ struct pomelo_server {
 /* server.c */
 /* Whether `route` is a binary route. */
 int pm_server_is_binary(const pomelo_server *srv, const char *route, size_t len);
-/* The wire format bits (PM_FMT_*) of what the session receives as pushes or responses. */
-unsigned pm_session_push_fmt(const pomelo_session *s);
-unsigned pm_session_response_fmt(const pomelo_session *s);
+/* The wire format bits (PM_FMT_*) of what the session receives as pushes or responses: the
+ * public POMELO_FORMAT_* bits are the PM_FMT_* ones, plus PROTOBUF_RESPONSES. */
+#if POMELO_FORMAT_PROTOBUF != PM_FMT_PB || POMELO_FORMAT_CESU8 != PM_FMT_CESU ||                   \
+    POMELO_FORMAT_GZIP != PM_FMT_GZIP
+#error "the session format bits must be the wire format bits"
+#endif
+static inline unsigned pm_session_push_fmt(const pomelo_session *s) {
+  return s->format & (PM_FMT_COUNT - 1);
+}
+static inline unsigned pm_session_response_fmt(const pomelo_session *s) {
+  return (s->format & (PM_FMT_CESU | PM_FMT_GZIP)) |
+         ((s->format & POMELO_FORMAT_PROTOBUF_RESPONSES) ? PM_FMT_PB : 0);
+}
 void pm_session_touch(pomelo_session *s);
 /* After a fatal error `rc` on a session's path: the session is closed (POMELO_CLOSE_ERROR,
  * counted) so its client never silently misses a message. Returns rc. */
