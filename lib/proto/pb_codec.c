@@ -90,8 +90,8 @@ typedef struct pb_enc {
 /* Room for `n` more bytes before those produced; NULL when not storing. */
 static uint8_t *enc_room(pb_enc *e, size_t n) {
   e->pos += n;
-  if (e->over) {
-    return NULL;
+  if (e->over || !e->buf) {
+    return NULL; /* measuring (no buffer), or it no longer fits */
   }
   if (e->pos > e->cap) {
     e->over = 1;
