@@ -164,15 +164,22 @@ static int cmp_key_pos(const void *x, const void *y) {
   return a->pos < b->pos ? -1 : a->pos > b->pos;
 }
 
+/* JavaScript's order of an object's own keys: array-index names ("0", "17") first, ascending,
+ * then the others in insertion order (`pos`). */
+static int js_key_order(int a_index, uint32_t a_ival, size_t a_pos, int b_index, uint32_t b_ival,
+                        size_t b_pos) {
+  if (a_index != b_index) {
+    return a_index ? -1 : 1;
+  }
+  if (a_index && a_ival != b_ival) {
+    return a_ival < b_ival ? -1 : 1;
+  }
+  return a_pos < b_pos ? -1 : a_pos > b_pos;
+}
+
 static int cmp_js_order(const void *x, const void *y) {
   const js_mem *a = x, *b = y;
-  if (a->is_index != b->is_index) {
-    return a->is_index ? -1 : 1;
-  }
-  if (a->is_index) {
-    return a->ival < b->ival ? -1 : a->ival > b->ival;
-  }
-  return a->pos < b->pos ? -1 : a->pos > b->pos;
+  return js_key_order(a->is_index, a->ival, a->pos, b->is_index, b->ival, b->pos);
 }
 
 /* The members of object `obj` as JavaScript sees them after JSON.parse: unique keys (the last
@@ -382,26 +389,14 @@ static int cmp_cand_order(const void *x, const void *y) {
   if (a->keep != b->keep) {
     return a->keep ? -1 : 1;
   }
-  if (a->is_index != b->is_index) {
-    return a->is_index ? -1 : 1;
-  }
-  if (a->is_index && a->ival != b->ival) {
-    return a->ival < b->ival ? -1 : 1;
-  }
-  return a->seq < b->seq ? -1 : a->seq > b->seq;
+  return js_key_order(a->is_index, a->ival, a->seq, b->is_index, b->ival, b->seq);
 }
 
 /* Array-index names first, ascending, then definition order: how JavaScript lists the keys of
  * "__messages". */
 static int cmp_type_order(const void *x, const void *y) {
   const pomelo_pb_type *a = *(pomelo_pb_type *const *)x, *b = *(pomelo_pb_type *const *)y;
-  if (a->is_index != b->is_index) {
-    return a->is_index ? -1 : 1;
-  }
-  if (a->is_index && a->ival != b->ival) {
-    return a->ival < b->ival ? -1 : 1;
-  }
-  return a->seq < b->seq ? -1 : a->seq > b->seq;
+  return js_key_order(a->is_index, a->ival, a->seq, b->is_index, b->ival, b->seq);
 }
 
 static int cmp_type_name(const void *x, const void *y) {
