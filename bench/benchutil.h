@@ -129,4 +129,27 @@ static inline void bench_alloc_fini(bench_alloc *t) {
   t->by_size = NULL;
 }
 
+/* Parses the command line of the codec benchmarks, `--reps R` and `--iters K`, into *reps and
+ * *iters (left as they are when absent). Prints the usage or the error of `name` and returns 2
+ * on a bad command line (R < 1, K < min_iters), else 0. */
+static inline int bench_reps_iters(int argc, char **argv, const char *name, int *reps,
+                                   size_t *iters, size_t min_iters) {
+  int a;
+  for (a = 1; a < argc; a++) {
+    if (strcmp(argv[a], "--reps") == 0 && a + 1 < argc) {
+      *reps = atoi(argv[++a]);
+    } else if (strcmp(argv[a], "--iters") == 0 && a + 1 < argc) {
+      *iters = (size_t)strtoul(argv[++a], NULL, 10);
+    } else {
+      fprintf(stderr, "usage: %s [--reps R] [--iters K]\n", argv[0]);
+      return 2;
+    }
+  }
+  if (*reps < 1 || *iters < min_iters) {
+    fprintf(stderr, "%s: bad --reps or --iters\n", name);
+    return 2;
+  }
+  return 0;
+}
+
 #endif /* POMELO_BENCH_BENCHUTIL_H */

@@ -123,22 +123,11 @@ static void report(codec_case *c, int reps) {
 }
 
 int main(int argc, char **argv) {
-  int reps = 21, a, r, i;
+  int reps = 21, r, i;
   size_t iters = 50000;
   pomelo_msg req, push, resp;
   codec_case cases[3];
-  for (a = 1; a < argc; a++) {
-    if (strcmp(argv[a], "--reps") == 0 && a + 1 < argc) {
-      reps = atoi(argv[++a]);
-    } else if (strcmp(argv[a], "--iters") == 0 && a + 1 < argc) {
-      iters = (size_t)strtoul(argv[++a], NULL, 10);
-    } else {
-      fprintf(stderr, "usage: %s [--reps R] [--iters K]\n", argv[0]);
-      return 2;
-    }
-  }
-  if (reps < 1 || iters < 10) {
-    fprintf(stderr, "bench-codec: bad --reps or --iters\n");
+  if (bench_reps_iters(argc, argv, "bench-codec", &reps, &iters, 10) != 0) {
     return 2;
   }
   memset(&req, 0, sizeof req);

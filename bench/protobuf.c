@@ -356,7 +356,7 @@ static void report(pb_case *c, int reps) {
 }
 
 int main(int argc, char **argv) {
-  int reps = 21, a, r, i, k;
+  int reps = 21, r, i, k;
   size_t iters = 10000;
   char area[8192];
   text_buf tb = {area, 0, sizeof area};
@@ -365,18 +365,7 @@ int main(int argc, char **argv) {
   pomelo_pb_error e;
   pb_case cases[2];
   int rc;
-  for (a = 1; a < argc; a++) {
-    if (strcmp(argv[a], "--reps") == 0 && a + 1 < argc) {
-      reps = atoi(argv[++a]);
-    } else if (strcmp(argv[a], "--iters") == 0 && a + 1 < argc) {
-      iters = (size_t)strtoul(argv[++a], NULL, 10);
-    } else {
-      fprintf(stderr, "usage: %s [--reps R] [--iters K]\n", argv[0]);
-      return 2;
-    }
-  }
-  if (reps < 1 || iters < 20) {
-    fprintf(stderr, "bench-protobuf: bad --reps or --iters\n");
+  if (bench_reps_iters(argc, argv, "bench-protobuf", &reps, &iters, 20) != 0) {
     return 2;
   }
   bench_alloc_init(&counter);
