@@ -119,7 +119,8 @@ POMELO_API const pomelo_pb_type *pomelo_protos_find(const pomelo_protos *p, pome
  * 0..2^53 (or a string of ASCII digits, as parseInt reads it), int32/sInt32 zigzag from an
  * integral number -2^52..2^52 (or such a string with an optional '-'), float/double
  * little-endian from a number, strings as UTF-8 (POMELO_PB_CESU8: see above). Writes into `buf`
- * of `cap` bytes and stores the length in `*out_len`; (NULL, 0) measures. An empty result (no
+ * of `cap` bytes and stores the length in `*out_len`; (NULL, 0) measures: it returns 0 with the
+ * size in `*out_len` (or the encode error), writing nothing. An empty result (no
  * field present) is 0 bytes, which decodes as {}. Time and work are linear in the output,
  * whatever the nesting. Errors (`err` filled, NULL allowed):
  * POMELO_ERR_PB_REQUIRED (a required field absent: the real server then sends an empty body),
