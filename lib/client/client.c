@@ -786,7 +786,7 @@ static int send_body(pomelo_client *cl, const char *route, size_t route_len, con
     rc = pomelo_json_parse(&doc, &cl->alloc, (const char *)(len ? body : (const uint8_t *)"{}"),
                            len ? len : 2, NULL, NULL);
     rc = rc ? rc : pomelo_pb_encode(pb, pomelo_json_root(doc), 0, NULL, 0, &need, NULL);
-    if ((rc == 0 || rc == POMELO_ERR_BUFFER_TOO_SMALL) && need) { /* measured */
+    if (rc == 0 && need) { /* measured: now the bytes */
       out->own = pm_malloc(&cl->alloc, need);
       rc = out->own ? pomelo_pb_encode(pb, pomelo_json_root(doc), 0, out->own, need, &need, NULL)
                     : POMELO_ERR_NOMEM;

@@ -296,7 +296,7 @@ static int out_body(pm_out *o, unsigned fmt, pm_bytes *b) {
       return rc;
     }
     rc = rc ? rc : pomelo_pb_encode(o->pb, t, flags, NULL, 0, &need, &err);
-    if ((rc == 0 || rc == POMELO_ERR_BUFFER_TOO_SMALL) && need) { /* measured */
+    if (rc == 0 && need) { /* measured: now the bytes */
       b->own = pm_malloc(o->alloc, need);
       if (!b->own) {
         return POMELO_ERR_NOMEM;
