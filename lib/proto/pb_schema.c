@@ -1139,17 +1139,22 @@ static int desc_side(pb_build *b, const char *json, size_t len) {
   return rc;
 }
 
+/* The answer to arguments that cannot be used: nothing made. */
+static int bad_args(pomelo_protos **out, pomelo_pb_error *err) {
+  pb_err(err, POMELO_ERR_INVALID_ARG, 0, NULL, 0);
+  if (out) {
+    *out = NULL;
+  }
+  return POMELO_ERR_INVALID_ARG;
+}
+
 int pomelo_protos_new(pomelo_protos **out, const pomelo_allocator *alloc, const char *server_json,
                       size_t server_len, const char *client_json, size_t client_len,
                       const pomelo_pb_limits *lim, pomelo_pb_error *err) {
   pb_build b;
   int rc;
   if ((!server_json && server_len) || (!client_json && client_len)) {
-    pb_err(err, POMELO_ERR_INVALID_ARG, 0, NULL, 0);
-    if (out) {
-      *out = NULL;
-    }
-    return POMELO_ERR_INVALID_ARG;
+    return bad_args(out, err);
   }
   rc = start(out, alloc, lim, err);
   if (rc) {
@@ -1176,11 +1181,7 @@ int pomelo_protos_from_handshake(pomelo_protos **out, const pomelo_allocator *al
   size_t vlen = 0;
   int rc, k;
   if (!protos) {
-    pb_err(err, POMELO_ERR_INVALID_ARG, 0, NULL, 0);
-    if (out) {
-      *out = NULL;
-    }
-    return POMELO_ERR_INVALID_ARG;
+    return bad_args(out, err);
   }
   rc = start(out, alloc, lim, err);
   if (rc) {
