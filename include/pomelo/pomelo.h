@@ -12,6 +12,7 @@
 #include <pomelo/transport.h>
 #include <pomelo/conn.h>
 #include <pomelo/server.h>
+#include <pomelo/cluster.h>
 #include <pomelo/client.h>
 
 #endif /* POMELO_POMELO_H */

@@ -135,6 +135,33 @@ int pomelo_server_push_uids(pomelo_server *srv, const char *const *uids, const s
   return push_result(reached, first);
 }
 
+int pm_server_push_many(pomelo_server *srv, const uint64_t *sids, size_t n, const char *const *uids,
+                        const size_t *uid_lens, size_t m, const char *route, const char *body,
+                        size_t len) {
+  pm_out o;
+  size_t i;
+  int rc, reached = 0, first = 0;
+  rc = push_init(&o, srv, route, body ? body : "", body ? len : 0, NULL);
+  if (rc) {
+    return rc;
+  }
+  for (i = 0; i < n; i++) {
+    pomelo_session *s = pomelo_server_session(srv, sids[i]);
+    if (s) {
+      push_many(&o, s, &reached, &first);
+    }
+  }
+  for (i = 0; i < m; i++) {
+    pm_strmap_ent *e = pm_strmap_get(&srv->by_uid, uids[i], uid_lens[i]);
+    pomelo_session *s;
+    for (s = e ? e->val : NULL; s; s = s->uid_next) {
+      push_many(&o, s, &reached, &first);
+    }
+  }
+  push_fini(&o, srv);
+  return push_result(reached, first);
+}
+
 int pomelo_server_broadcast(pomelo_server *srv, int bound_only, const char *route, const char *body,
                             size_t len) {
   pomelo_session *s;

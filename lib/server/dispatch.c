@@ -2,6 +2,7 @@
  * SPDX-License-Identifier: MIT
  */
 #include "server/server_int.h"
+#include "cluster/cluster_int.h"
 
 /* ---------------------------------------------------------------------------------------------
  * Registration
@@ -45,8 +46,8 @@ static int check_route(const pomelo_server *srv, const char *route, size_t len) 
   return 0;
 }
 
-/* The entry of `route` (NULL: the default handler's), created on first use. */
-static pm_route *route_entry(pomelo_server *srv, const char *route, size_t len) {
+/* The entry of `route` in `map` (NULL: the default handler's), created on first use. */
+static pm_route *route_entry(pomelo_server *srv, pm_strmap *map, const char *route, size_t len) {
   pm_strmap_ent *e;
   pm_route *r;
   if (!route) {
@@ -55,7 +56,7 @@ static pm_route *route_entry(pomelo_server *srv, const char *route, size_t len) 
     }
     return srv->fallback;
   }
-  e = pm_strmap_get(&srv->routes, route, len);
+  e = pm_strmap_get(map, route, len);
   if (e) {
     return e->val;
   }
@@ -63,7 +64,7 @@ static pm_route *route_entry(pomelo_server *srv, const char *route, size_t len) 
   if (!r) {
     return NULL;
   }
-  e = pm_strmap_upsert(&srv->routes, &srv->alloc, route, len);
+  e = pm_strmap_upsert(map, &srv->alloc, route, len);
   if (!e) {
     pm_free(&srv->alloc, r);
     return NULL;
@@ -82,12 +83,31 @@ int pomelo_server_on(pomelo_server *srv, const char *route, pomelo_handler_fn fn
   if (route && (rc = check_route(srv, route, len)) != 0) {
     return rc;
   }
-  r = route_entry(srv, route, len);
+  r = route_entry(srv, &srv->routes, route, len);
   if (!r) {
     return POMELO_ERR_NOMEM;
   }
   r->fn = fn;
   r->ud = user_data;
+  return 0;
+}
+
+int pm_server_on_remote(pomelo_server *srv, const char *route, pomelo_handler_fn fn, void *ud) {
+  size_t len = route ? strlen(route) : 0;
+  pm_route *r;
+  int rc;
+  if (!fn || !route) {
+    return POMELO_ERR_INVALID_ARG;
+  }
+  if ((rc = check_route(srv, route, len)) != 0) {
+    return rc;
+  }
+  r = route_entry(srv, &srv->remotes, route, len);
+  if (!r) {
+    return POMELO_ERR_NOMEM;
+  }
+  r->fn = fn;
+  r->ud = ud;
   return 0;
 }
 
@@ -121,7 +141,7 @@ static int add_route_filter(pomelo_server *srv, const char *route, int after, pm
   if ((rc = check_route(srv, route, len)) != 0) {
     return rc;
   }
-  r = route_entry(srv, route, len);
+  r = route_entry(srv, &srv->routes, route, len);
   if (!r) {
     return POMELO_ERR_NOMEM;
   }
@@ -179,8 +199,16 @@ static pomelo_request *request_new(pomelo_server *srv, pomelo_session *s, const 
   return req;
 }
 
+static int is_notify(const pomelo_request *req);
+
 static void request_free(pomelo_request *req) {
   pomelo_server *srv = req->srv;
+  if (req->reply && !is_notify(req)) {
+    /* Dropped, or the server is going: the backend's reply learns that no answer will come. */
+    void (*reply)(const char *, size_t, void *) = req->reply;
+    req->reply = NULL;
+    reply(NULL, 0, req->reply_arg);
+  }
   if (req->prev) {
     req->prev->next = req->next;
   } else {
@@ -287,7 +315,11 @@ static int deliver_answer(pomelo_request *req, const char *body, size_t len,
       }
       body = pomelo_json_writer_data(w, &len);
     }
-    req->reply(body, len, req->reply_arg);
+    {
+      void (*reply)(const char *, size_t, void *) = req->reply;
+      req->reply = NULL; /* answered: request_free must not report a drop */
+      reply(body, len, req->reply_arg);
+    }
     pomelo_json_writer_del(w);
   } else {
     pomelo_session *s = pomelo_server_session(srv, req->sid);
@@ -499,7 +531,8 @@ static int rate_ok(pomelo_session *s) {
 typedef struct dispatch_to {
   void (*reply)(const char *body, size_t len, void *arg);
   void *arg;
-  int owned; /* set when a request took over the (imported) session */
+  int owned;  /* set when a request took over the (imported) session */
+  int remote; /* a remote call (pomelo_cluster_call): the remote routes, no filters */
 } dispatch_to;
 
 /* Makes the request handle of `m` for `route` (NULL: none); it takes over an imported session. */
@@ -545,7 +578,11 @@ static int forward(pomelo_session *s, const pomelo_msg *m) {
   if (rc == 0) {
     json[len] = 0;
     srv->stats.forwarded++;
-    srv->cb.on_forward(srv, s, json, len, m, srv->user_data);
+    if (srv->cb.on_forward) {
+      srv->cb.on_forward(srv, s, json, len, m, srv->user_data);
+    } else {
+      rc = pm_cluster_forward(srv->cluster, s, json, len, m);
+    }
   }
   pm_free(&srv->alloc, json);
   return rc;
@@ -564,7 +601,7 @@ static int run_handler(pomelo_session *s, const pomelo_msg *m, pm_route *route, 
   }
   lists[0] = &srv->before;
   lists[1] = &route->before;
-  for (i = 0; i < 2; i++) {
+  for (i = to->remote ? 2 : 0; i < 2; i++) {
     for (j = 0; j < lists[i]->n; j++) {
       pomelo_before_fn fn = (pomelo_before_fn)lists[i]->v[j].fn;
       int err = fn(req, lists[i]->v[j].ud);
@@ -609,19 +646,19 @@ static int route_msg(pomelo_session *s, const pomelo_msg *m, dispatch_to *to) {
     }
     err = POMELO_ERR_ROUTE;
   } else if (type_len != srv->type_len || memcmp(m->route, srv->server_type, type_len) != 0) {
-    if (s->conn && srv->cb.on_forward) {
+    if (s->conn && (srv->cb.on_forward || srv->cluster)) {
       return forward(s, m);
     }
     err = POMELO_ERR_ROUTE_TYPE;
   } else {
-    e = pm_strmap_get(&srv->routes, m->route, m->route_len);
+    e = pm_strmap_get(to->remote ? &srv->remotes : &srv->routes, m->route, m->route_len);
     route = e ? e->val : NULL;
     if (route && route->fn) {
       return run_handler(s, m, route, to);
     }
     err = POMELO_ERR_NO_HANDLER;
   }
-  if (srv->fallback && srv->fallback->fn) {
+  if (srv->fallback && srv->fallback->fn && !to->remote) {
     return run_handler(s, m, srv->fallback, to);
   }
   return refuse(s, m, err, to);
@@ -726,7 +763,8 @@ int pm_server_receive(pomelo_session *s, const pomelo_msg *m) {
  * Backend dispatch of forwarded messages
  * ------------------------------------------------------------------------------------------- */
 
-static int import_session(pomelo_server *srv, const char *json, size_t len, pomelo_session **out) {
+static int import_session(pomelo_server *srv, const char *json, size_t len, int remote,
+                          pomelo_session **out) {
   pomelo_json_doc *doc = NULL;
   const pomelo_json_value *root, *v, *settings;
   pomelo_session *s;
@@ -738,7 +776,8 @@ static int import_session(pomelo_server *srv, const char *json, size_t len, pome
   }
   root = pomelo_json_root(doc);
   v = pomelo_json_get(root, "id");
-  if (pomelo_json_typeof(root) != POMELO_JSON_OBJECT || pomelo_json_int64(v, &id) != 0 || id < 1) {
+  if (pomelo_json_typeof(root) != POMELO_JSON_OBJECT || pomelo_json_int64(v, &id) != 0 ||
+      id < (remote ? 0 : 1)) {
     pomelo_json_doc_del(doc);
     return POMELO_ERR_INVALID_ARG;
   }
@@ -752,8 +791,19 @@ static int import_session(pomelo_server *srv, const char *json, size_t len, pome
   s->imported = 1;
   s->heap_idx = PM_NO_HEAP;
   s->flush_at = PM_NO_DEADLINE;
-  v = pomelo_json_get(root, "uid");
+  v = pomelo_json_get(root, "frontendId");
   if (pomelo_json_typeof(v) == POMELO_JSON_STRING) {
+    size_t fl;
+    const char *f = pomelo_json_string(v, &fl);
+    s->frontend_id = pm_malloc(&srv->alloc, fl + 1);
+    if (!s->frontend_id) {
+      rc = POMELO_ERR_NOMEM;
+    } else {
+      memcpy(s->frontend_id, f, fl + 1);
+    }
+  }
+  v = pomelo_json_get(root, "uid");
+  if (rc == 0 && pomelo_json_typeof(v) == POMELO_JSON_STRING) {
     size_t ul;
     const char *u = pomelo_json_string(v, &ul);
     s->uid = pm_malloc(&srv->alloc, ul + 1);
@@ -797,6 +847,13 @@ static int import_session(pomelo_server *srv, const char *json, size_t len, pome
 int pomelo_server_dispatch(pomelo_server *srv, const char *session_json, size_t session_json_len,
                            const pomelo_msg *msg,
                            void (*reply)(const char *body, size_t len, void *arg), void *arg) {
+  return pm_server_dispatch_ex(srv, session_json, session_json_len, msg, reply, arg, 0);
+}
+
+int pm_server_dispatch_ex(pomelo_server *srv, const char *session_json, size_t session_json_len,
+                          const pomelo_msg *msg,
+                          void (*reply)(const char *body, size_t len, void *arg), void *arg,
+                          int remote) {
   pomelo_session *s;
   dispatch_to to;
   int rc;
@@ -805,7 +862,7 @@ int pomelo_server_dispatch(pomelo_server *srv, const char *session_json, size_t 
       msg->route_compressed) {
     return POMELO_ERR_INVALID_ARG;
   }
-  rc = import_session(srv, session_json, session_json_len, &s);
+  rc = import_session(srv, session_json, session_json_len, remote, &s);
   if (rc) {
     return rc;
   }
@@ -817,6 +874,7 @@ int pomelo_server_dispatch(pomelo_server *srv, const char *session_json, size_t 
   to.reply = reply;
   to.arg = arg;
   to.owned = 0;
+  to.remote = remote;
   rc = route_msg(s, msg, &to);
   if (!to.owned) {
     pm_session_free_imported(s); /* no request took it over */

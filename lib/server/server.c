@@ -4,6 +4,7 @@
 #include <stdio.h>
 
 #include "server/server_int.h"
+#include "cluster/cluster_int.h"
 
 void pomelo_server_settings_default(pomelo_server_settings *s) {
   memset(s, 0, sizeof(*s));
@@ -95,7 +96,11 @@ void pm_session_touch(pomelo_session *s) {
 }
 
 uint64_t pomelo_server_expiry(const pomelo_server *srv) {
-  return srv->heap_len ? srv->heap[0]->deadline : PM_NO_DEADLINE;
+  uint64_t e = srv->heap_len ? srv->heap[0]->deadline : PM_NO_DEADLINE;
+  if (srv->cluster) {
+    e = PM_MIN(e, pm_cluster_expiry(srv->cluster));
+  }
+  return e;
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -185,6 +190,9 @@ void pomelo_server_handle_expiry(pomelo_server *srv, uint64_t now) {
     if (s->heap_idx == 0 && s->deadline <= now) {
       heap_remove(srv, s); /* defensive: never loop on a deadline that does not move */
     }
+  }
+  if (srv->cluster) {
+    pm_cluster_handle_expiry(srv->cluster, now);
   }
 }
 
@@ -434,6 +442,7 @@ int pomelo_server_new(pomelo_server **out, const pomelo_server_settings *setting
   pm_strmap_init(&srv->routes);
   pm_strmap_init(&srv->channels);
   pm_strmap_init(&srv->binary);
+  pm_strmap_init(&srv->remotes);
   *out = srv;
   return 0;
 }
@@ -447,6 +456,9 @@ void pomelo_server_del(pomelo_server *srv) {
     return;
   }
   a = srv->alloc;
+  if (srv->cluster) {
+    pm_cluster_detach(srv->cluster); /* deleted before its cluster: the cluster is inert */
+  }
   pm_server_release_requests(srv);
   while (srv->all) {
     free_session(srv, srv->all);
@@ -466,6 +478,13 @@ void pomelo_server_del(pomelo_server *srv) {
       pm_free(&a, r);
     }
   }
+  for (i = 0; i < srv->remotes.cap; i++) {
+    pm_strmap_ent *e = pm_strmap_slot(&srv->remotes, i);
+    if (e) {
+      pm_free(&a, e->val);
+    }
+  }
+  pm_strmap_fini(&srv->remotes, &a);
   if (srv->fallback) {
     pm_free(&a, srv->fallback->before.v);
     pm_free(&a, srv->fallback->after.v);
@@ -623,11 +642,15 @@ static void free_settings(pomelo_session *s, const pomelo_allocator *a) {
 void pm_session_free_imported(pomelo_session *s) {
   const pomelo_allocator *a = &s->srv->alloc;
   free_settings(s, a);
+  pm_free(a, s->frontend_id);
   pm_free(a, s->uid);
   pm_free(a, s);
 }
 
 static void free_session(pomelo_server *srv, pomelo_session *s) {
+  if (srv->cluster) {
+    pm_cluster_session_gone(srv->cluster, s->sid);
+  }
   pm_session_leave_channels(s);
   uid_unlink(s);
   heap_remove(srv, s);
@@ -673,6 +696,13 @@ void pomelo_server_shutdown(pomelo_server *srv, const char *reason) {
 
 uint64_t pomelo_session_id(const pomelo_session *s) {
   return s->sid;
+}
+
+const char *pomelo_session_frontend_id(const pomelo_session *s) {
+  if (s->imported) {
+    return s->frontend_id ? s->frontend_id : "";
+  }
+  return s->srv->server_id;
 }
 
 void *pomelo_session_user_data(const pomelo_session *s) {
@@ -783,6 +813,9 @@ int pomelo_session_bind(pomelo_session *s, const char *uid, size_t len) {
   }
   e->val = s;
   srv->bound++;
+  if (srv->cluster) {
+    pm_cluster_bound(srv->cluster, s); /* the other frontends kick their older sessions */
+  }
   if (s->uid_next && srv->set.uid_policy == POMELO_UID_KICK_OLDER) {
     pomelo_session *o;
     for (o = s->uid_next; o; o = o->uid_next) {
@@ -942,7 +975,9 @@ int pomelo_session_export(const pomelo_session *s, char *buf, size_t cap, size_t
   rc = rc ? rc : pomelo_json_write_key(w, "id", 2);
   rc = rc ? rc : pomelo_json_write_uint64(w, s->sid);
   rc = rc ? rc : pomelo_json_write_key(w, "frontendId", 10);
-  rc = rc ? rc : pomelo_json_write_string(w, s->srv->server_id, s->srv->id_len);
+  rc = rc ? rc
+          : pomelo_json_write_string(w, pomelo_session_frontend_id(s),
+                                     strlen(pomelo_session_frontend_id(s)));
   rc = rc ? rc : pomelo_json_write_key(w, "uid", 3);
   if (!rc) {
     rc = s->uid ? pomelo_json_write_string(w, s->uid, s->uid_len) : pomelo_json_write_null(w);

@@ -5,6 +5,7 @@
 #define POMELO_LIB_SERVER_INT_H
 
 #include <pomelo/server.h>
+#include <pomelo/cluster.h>
 
 #include "conn/conn_int.h"
 #include "core/map.h"
@@ -65,7 +66,8 @@ struct pomelo_session {
   uint8_t on_ready;                        /* on the ready list */
   uint8_t format;                          /* POMELO_FORMAT_* */
   uint8_t imported;
-  int failed; /* a fatal error met while the conn called us back (returned by the feed) */
+  char *frontend_id; /* an imported session's frontendId (NULL: none or a local session) */
+  int failed;        /* a fatal error met while the conn called us back (returned by the feed) */
 };
 
 typedef struct pm_member {
@@ -129,6 +131,8 @@ struct pomelo_server {
   pomelo_request *reqs;
   size_t sessions, bound;
   int shutting_down;
+  pomelo_cluster *cluster; /* attached by pomelo_cluster_new, or NULL */
+  pm_strmap remotes;       /* remote routes (pomelo_cluster_on) -> pm_route (val) */
 };
 
 /* server.c */
@@ -161,6 +165,20 @@ int pm_server_dispatch_msg(pomelo_session *s, const pomelo_msg *m);
 /* A request or notify that cannot be dispatched for error `err`: answered through on_error
  * (a request) or dropped. */
 int pm_server_refuse(pomelo_session *s, const pomelo_msg *m, int err);
+/* pomelo_server_dispatch, or (remote 1) the same for a remote route of pomelo_cluster_on, whose
+ * session may have id 0 (no session). */
+int pm_server_dispatch_ex(pomelo_server *srv, const char *session_json, size_t session_json_len,
+                          const pomelo_msg *msg,
+                          void (*reply)(const char *body, size_t len, void *arg), void *arg,
+                          int remote);
+/* Registers a remote route's handler (pomelo_cluster_on). */
+int pm_server_on_remote(pomelo_server *srv, const char *route, pomelo_handler_fn fn, void *ud);
+/* Pushes to the sessions of `sids` and those bound to `uids` (one encode per format for all).
+ * A session in both lists gets it twice. Returns the number reached or an error, as
+ * pomelo_server_push_uids. */
+int pm_server_push_many(pomelo_server *srv, const uint64_t *sids, size_t n, const char *const *uids,
+                        const size_t *uid_lens, size_t m, const char *route, const char *body,
+                        size_t len);
 void pm_server_release_requests(pomelo_server *srv);
 /* channel.c */
 void pm_channel_free(pomelo_channel *ch);
