@@ -27,7 +27,15 @@
 #define MAX_EVENTS 256       /* epoll events per wake-up (more simply wait for the next one) */
 
 /* What an epoll event points at: every such struct starts with its kind. */
-enum { KIND_LISTENER = 1, KIND_CLIENT = 2, KIND_SIGNAL = 3 };
+enum { KIND_LISTENER = 1, KIND_CLIENT = 2, KIND_SIGNAL = 3, KIND_WATCH = 4 };
+
+typedef struct watch { /* a descriptor watched for the caller (server_loop_watch) */
+  int kind;            /* KIND_WATCH */
+  int fd;
+  void (*fn)(void *arg, uint64_t now);
+  void *arg;
+  struct watch *next;
+} watch;
 
 typedef struct entry { /* one server of the loop, and its listening socket */
   int kind;            /* KIND_LISTENER */
@@ -85,6 +93,7 @@ struct server_loop {
   int spare_fd; /* held open so an accept can still be refused politely at the fd limit */
   sigset_t old_mask;
   entry *servers;
+  watch *watches;
   server_loop_callbacks cb;
   uint64_t tick_at; /* the next on_tick (0: not started) */
   void *user_data;
@@ -184,6 +193,11 @@ void server_loop_del(server_loop *l) {
     return;
   }
   finish_all(l);
+  while (l->watches) {
+    watch *w = l->watches;
+    l->watches = w->next;
+    free(w);
+  }
   while ((e = l->servers) != NULL) {
     l->servers = e->next;
     if (e->lfd >= 0) {
@@ -451,12 +465,57 @@ static void start_shutdown(server_loop *l, const char *reason) {
   }
 }
 
+int server_loop_watch(server_loop *l, int fd, void (*fn)(void *arg, uint64_t now), void *arg) {
+  struct epoll_event ev;
+  watch *w = calloc(1, sizeof *w);
+  if (!w) {
+    return ENOMEM;
+  }
+  w->kind = KIND_WATCH;
+  w->fd = fd;
+  w->fn = fn;
+  w->arg = arg;
+  memset(&ev, 0, sizeof ev);
+  ev.events = EPOLLIN; /* level-triggered: fn runs again while there is work */
+  ev.data.ptr = w;
+  if (epoll_ctl(l->ep, EPOLL_CTL_ADD, fd, &ev) != 0) {
+    int err = errno;
+    free(w);
+    return err;
+  }
+  w->next = l->watches;
+  l->watches = w;
+  return 0;
+}
+
+void server_loop_unwatch(server_loop *l, int fd) {
+  watch **p = &l->watches;
+  while (*p) {
+    if ((*p)->fd == fd) {
+      watch *w = *p;
+      *p = w->next;
+      (void)epoll_ctl(l->ep, EPOLL_CTL_DEL, fd, NULL);
+      free(w);
+      return;
+    }
+    p = &(*p)->next;
+  }
+}
+
+/* The caller's per-pass hook. */
+static void pass(server_loop *l) {
+  if (l->cb.on_pass) {
+    l->cb.on_pass(l, server_loop_now(), l->user_data);
+  }
+}
+
 int server_loop_run(server_loop *l, const char *shutdown_reason, uint32_t grace_ms) {
   struct epoll_event evs[MAX_EVENTS];
   uint64_t stop_at = UINT64_MAX;
   int sig = 0;
   for (;;) {
     int i, n, wait;
+    pass(l);
     drain(l);
     if (sig && sessions_left(l) == 0) {
       break;
@@ -466,6 +525,7 @@ int server_loop_run(server_loop *l, const char *shutdown_reason, uint32_t grace_
       break;
     }
     wait = run_timers(l, stop_at);
+    pass(l);
     drain(l); /* what the timers closed or flushed */
     if (wait == 0) {
       continue;
@@ -489,6 +549,9 @@ int server_loop_run(server_loop *l, const char *shutdown_reason, uint32_t grace_
         }
       } else if (kind == KIND_LISTENER) {
         do_accept(l, evs[i].data.ptr);
+      } else if (kind == KIND_WATCH) {
+        watch *w = evs[i].data.ptr;
+        w->fn(w->arg, server_loop_now());
       } else {
         struct signalfd_siginfo si;
         while (read(l->sigfd, &si, sizeof si) == (ssize_t)sizeof si) {

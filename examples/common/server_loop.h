@@ -34,6 +34,9 @@ typedef struct server_loop_callbacks {
    * pushes are written in the same pass. */
   void (*on_tick)(server_loop *l, uint64_t now, void *user_data);
   uint32_t tick_ms;
+  /** Runs once per pass of the loop, before it writes what the servers queued and again just
+   * before it waits (an in-process bus delivers its queue here: examples/common/membus.c). */
+  void (*on_pass)(server_loop *l, uint64_t now, void *user_data);
 } server_loop_callbacks;
 
 /** How a server's sockets carry bytes, for a layer between the socket and the library (TLS:
@@ -72,6 +75,15 @@ void server_loop_del(server_loop *l);
  * EADDRNOTAVAIL. */
 int server_loop_add(server_loop *l, pomelo_server *srv, const char *host, const char *port,
                     const server_loop_stream *stream, char *bound, size_t bound_len);
+
+/** Watches another descriptor (level-triggered, for reading): `fn` runs with `arg` and the
+ * loop's `now` whenever it is readable, and what it queued on the servers is written in the
+ * same pass (a NATS connection: pomelo_nats_fd and pomelo_nats_process). The descriptor stays
+ * the caller's; unwatch it before closing it. Returns 0 or an errno value. */
+int server_loop_watch(server_loop *l, int fd, void (*fn)(void *arg, uint64_t now), void *arg);
+
+/** Stops watching `fd`. */
+void server_loop_unwatch(server_loop *l, int fd);
 
 /** Runs until SIGINT or SIGTERM, then shuts down gracefully: the listeners close, every server
  * is shut down with `shutdown_reason` (each client past its handshake gets a KICK with it), and
