@@ -158,7 +158,8 @@ typedef struct pomelo_server_callbacks {
   /** A request or notify for a route whose server type is not this server's. `session_json`
    * is the exported session (pomelo_session_export); `msg` the message (views valid during the
    * call). For a request, answer later with pomelo_server_respond(srv, sid, msg->id, ...).
-   * When NULL, such requests go to the default handler, or get {"code":500}. */
+   * When NULL, such requests go to the server's cluster when it has one (cluster.h), else to
+   * the default handler, or get {"code":500}. */
   void (*on_forward)(pomelo_server *srv, pomelo_session *s, const char *session_json,
                      size_t session_json_len, const pomelo_msg *msg, void *user_data);
   /** Error handler: a request is answered as an error, `err` being the application's code
@@ -434,7 +435,8 @@ POMELO_API int pomelo_server_respond(pomelo_server *srv, uint64_t sid, uint32_t 
  * pomelo_session_export). The imported session has no connection: pomelo_request_session gives
  * a read-only session (id, uid, settings). The answer of a request is given to `reply` (body
  * bytes, valid during the call), to be carried back to the frontend (pomelo_server_respond);
- * notifies never reply. Errors: POMELO_ERR_JSON_* / POMELO_ERR_INVALID_ARG (bad session JSON),
+ * notifies never reply. A request's `reply` runs exactly once: with its answer, or with body
+ * NULL (len 0) when the request was dropped unanswered or the server deleted first. Errors: POMELO_ERR_JSON_* / POMELO_ERR_INVALID_ARG (bad session JSON),
  * POMELO_ERR_NOMEM (the message could not be dispatched: `reply` is not called). */
 POMELO_API int pomelo_server_dispatch(pomelo_server *srv, const char *session_json,
                                       size_t session_json_len, const pomelo_msg *msg,
