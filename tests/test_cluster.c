@@ -595,11 +595,27 @@ static void test_session_ops_and_channels(void) {
 
   /* Kick by sid (acknowledged) and by uid (broadcast). */
   pomelo_cluster_broadcast(n[2].c, "connector", 1, "onAll", "{}", 2);
-  pomelo_cluster_kick(n[2].c, "connector-2", pomelo_session_id(b), "bye", on_done, NULL);
+  pomelo_cluster_kick(n[2].c, "connector-2", pomelo_session_id(b), NULL, 0, "bye", on_done, NULL);
   pomelo_cluster_kick_uid(n[2].c, "connector", "carol", 5, "gone");
   settle(n, 3, now_ms);
   is_str(drain(b, NULL), "push onAll {}|5:{\"reason\":\"bye\"}", "bob: broadcast, then kicked");
+  is_str(done_body, "{\"reached\":1}", "the kick by sid was acknowledged");
   ok(strstr(drain(b2, NULL), "5:{\"reason\":\"gone\"}") != NULL, "carol kicked by uid");
+  {
+    pomelo_session *d1 = join(n[1].srv), *d2 = join(n[1].srv);
+    pomelo_session_bind(d1, "dave", 4);
+    pomelo_session_bind(d2, "dave", 4);
+    is_int(pomelo_cluster_kick(n[2].c, "connector-2", 0, "dave", 4, NULL, on_done, NULL), 0,
+           "kick a uid on one frontend");
+    settle(n, 3, now_ms);
+    /* connector-2 is KICK_OLDER: binding d2 already replaced d1, so one session is kicked. */
+    is_str(done_body, "{\"reached\":1}", "acknowledged with the count");
+    is_int(pomelo_session_state(d1) >= POMELO_CONN_CLOSING &&
+               pomelo_session_state(d2) >= POMELO_CONN_CLOSING,
+           1, "both closing");
+    is_int(pomelo_cluster_kick(n[2].c, "connector-2", 5, "dave", 4, NULL, on_done, NULL),
+           POMELO_ERR_INVALID_ARG, "a sid or a uid, not both");
+  }
 
   /* connector-1 dies: its members leave the channels (on_member_lost). */
   events[0] = 0;

@@ -298,9 +298,11 @@ POMELO_API int pomelo_cluster_unbind(pomelo_cluster *c, const char *frontend_id,
 POMELO_API int pomelo_cluster_set(pomelo_cluster *c, const char *frontend_id, uint64_t sid,
                                   const char *key, size_t key_len, const char *value,
                                   size_t value_len, pomelo_cluster_done_fn done, void *arg);
-/** Kicks session `sid` (reason NUL-terminated, may be NULL). */
+/** Kicks session `sid` (uid NULL), or every session of the frontend bound to `uid` (sid 0);
+ * reason NUL-terminated, may be NULL. The answer says how many: {"reached":n}. */
 POMELO_API int pomelo_cluster_kick(pomelo_cluster *c, const char *frontend_id, uint64_t sid,
-                                   const char *reason, pomelo_cluster_done_fn done, void *arg);
+                                   const char *uid, size_t uid_len, const char *reason,
+                                   pomelo_cluster_done_fn done, void *arg);
 /** Kicks every session bound to `uid` on every frontend of `frontend_type` (one broadcast
  * message, not acknowledged). */
 POMELO_API int pomelo_cluster_kick_uid(pomelo_cluster *c, const char *frontend_type,

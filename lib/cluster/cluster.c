@@ -1266,10 +1266,14 @@ int pomelo_cluster_set(pomelo_cluster *c, const char *frontend_id, uint64_t sid,
   return session_op(c, frontend_id, sid, "set", NULL, 0, data, len, done, arg);
 }
 
-int pomelo_cluster_kick(pomelo_cluster *c, const char *frontend_id, uint64_t sid,
-                        const char *reason, pomelo_cluster_done_fn done, void *arg) {
-  return session_op(c, frontend_id, sid, "kick", NULL, 0, reason ? reason : "",
-                    reason ? strlen(reason) : 0, done, arg);
+int pomelo_cluster_kick(pomelo_cluster *c, const char *frontend_id, uint64_t sid, const char *uid,
+                        size_t uid_len, const char *reason, pomelo_cluster_done_fn done,
+                        void *arg) {
+  if ((uid != NULL) == (sid != 0) || (uid && uid_len == 0)) {
+    return POMELO_ERR_INVALID_ARG; /* one of them */
+  }
+  return session_op(c, frontend_id, uid ? 1 : sid, uid ? "kickuid" : "kick", uid, uid_len,
+                    reason ? reason : "", reason ? strlen(reason) : 0, done, arg);
 }
 
 /* A MultiPush or MultiKick to `subject`, acknowledged to `done` when not NULL (the frontend
@@ -1556,6 +1560,19 @@ static int serve_dispatch(pomelo_cluster *c, const pm_env_request *r, const char
 static int serve_session_op(pomelo_cluster *c, const pm_env_request *r, const char *reply) {
   pomelo_session *s = r->has_session ? pomelo_server_session(c->srv, r->sid) : NULL;
   int rc;
+  if (str_is(r->route, "kickuid")) { /* every session of a uid here */
+    char reason[REASON_MAX + 1], ack[32];
+    size_t n = PM_MIN(r->data.len, (size_t)REASON_MAX), kicked;
+    memcpy(reason, r->data.p ? r->data.p : "", n);
+    reason[n] = 0;
+    c->stats.served++;
+    kicked = r->has_uid && r->uid.len
+                 ? pomelo_server_kick_uid(c->srv, r->uid.p, r->uid.len, n ? reason : NULL)
+                 : 0;
+    snprintf(ack, sizeof ack, "{\"reached\":%zu}", kicked);
+    answer(c, reply, ack, strlen(ack), 0);
+    return 0;
+  }
   if (!s || pomelo_session_state(s) >= POMELO_CONN_CLOSING) {
     answer(c, reply, NULL, 0, POMELO_ERR_NOT_FOUND);
     return 0;
