@@ -576,6 +576,18 @@ static void test_session_ops_and_channels(void) {
   is_str(drain(b, &f1), "push onChat {\"m\":\"yo\"}", "bob (connector-2)");
   is_str(drain(b2, &f2), "push onChat {\"m\":\"yo\"}", "carol (connector-2)");
   ok(f1 == f2, "bob and carol share one frame");
+  {
+    /* A bus too small for all the members in one message: split, everyone still gets it. */
+    size_t before = membus_published(bus, "/push");
+    pomelo_cluster_set_max_payload(n[2].c, 30);
+    is_int(pomelo_cluster_channel_push(ch, "onChat", "{\"m\":\"yo\"}", 10), 2,
+           "pushed with a small max_payload");
+    is_int(membus_published(bus, "/push") - before, 3, "connector-2's two members in two messages");
+    settle(n, 3, now_ms);
+    ok(strlen(drain(a, NULL)) && strlen(drain(b, NULL)) && strlen(drain(b2, NULL)),
+       "all three got it");
+    pomelo_cluster_set_max_payload(n[2].c, 1 << 20);
+  }
   is_int(pomelo_cluster_channel_leave(ch, "bob", 3, "connector-2"), 0, "bob leaves");
   is_int(pomelo_cluster_channel_leave(ch, "bob", 3, "connector-2"), POMELO_ERR_NOT_FOUND,
          "not twice");

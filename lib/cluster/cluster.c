@@ -229,7 +229,9 @@ static void answer(pomelo_cluster *c, const char *reply, const char *data, size_
     r.data.p = data;
     r.data.len = len;
   }
-  (void)publish(c, reply, NULL, E_RESPONSE, &r);
+  if (publish(c, reply, NULL, E_RESPONSE, &r) == POMELO_ERR_PAYLOAD && !err) {
+    answer(c, reply, NULL, 0, POMELO_ERR_PAYLOAD); /* too large: the caller fails at once */
+  }
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -1385,6 +1387,12 @@ int pm_cluster_push_group(pomelo_cluster *c, const char *fid, const pm_str *uids
   mp.data.len = len;
   mp.uids = (pm_str *)(uintptr_t)uids;
   mp.nuids = n;
+  if (n > 1 && pm_env_push_write(NULL, &mp) > c->set.max_payload) {
+    /* Too many members for one bus message: halves, each encoded once by the frontend. */
+    int rc = pm_cluster_push_group(c, fid, uids, n / 2, route, body, len);
+    int rc2 = pm_cluster_push_group(c, fid, uids + n / 2, n - n / 2, route, body, len);
+    return rc ? rc : rc2;
+  }
   server_subject(c, subject, p->type, p->id, "/push");
   return send_multi(c, subject, NULL, E_PUSH, &mp, NULL, NULL);
 }
