@@ -140,17 +140,23 @@ static int enqueue(membus *b, const char *subject, const char *reply, const uint
   return 0;
 }
 
+/* Counts a message under its subject, the last token of an inbox subject ("P/inbox/x.17")
+ * dropped: every answer has its own. */
 static void count(membus *b, const char *subject) {
+  const char *dot = strrchr(subject, '.');
+  size_t len = dot ? (size_t)(dot - subject) : strlen(subject);
   counter *k;
   b->published++;
   for (k = b->counters; k; k = k->next) {
-    if (strcmp(k->subject, subject) == 0) {
+    if (strlen(k->subject) == len && strncmp(k->subject, subject, len) == 0) {
       k->n++;
       return;
     }
   }
   k = calloc(1, sizeof *k);
-  if (k && (k->subject = dup_str(subject)) != NULL) {
+  if (k && (k->subject = malloc(len + 1)) != NULL) {
+    memcpy(k->subject, subject, len);
+    k->subject[len] = 0;
     k->n = 1;
     k->next = b->counters;
     b->counters = k;

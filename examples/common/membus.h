@@ -45,7 +45,8 @@ size_t membus_run(membus *b, uint64_t now);
  * POMELO_ERR_BUS_DOWN, the queue is dropped) or back up (1). */
 void membus_set_up(membus *b, int up, uint64_t now);
 
-/** Messages published (counted at publish) on subjects that end with `suffix` (NULL: all). */
+/** Messages published (counted at publish) on subjects that end with `suffix` (NULL: all); an
+ * inbox subject counts without its last token ("P/inbox/<id>/<run>"). */
 size_t membus_published(const membus *b, const char *suffix);
 
 /** The largest message the bus takes (0: no limit, the default); larger publishes fail with

@@ -1837,9 +1837,9 @@ int pomelo_cluster_deliver(pomelo_cluster *c, const char *subject, const char *r
     rc = on_record(c, data, len, 1);
     break;
   case S_QUERY:
-    if (c->now >= c->last_announce + 50 || c->last_announce == 0) {
-      announce(c, c->subj[S_ANNOUNCE]);
-    }
+    /* Always: a server that just came up may have missed our last announcement. Queries come
+     * only when a bus comes up, so this cannot storm. */
+    announce(c, c->subj[S_ANNOUNCE]);
     return 0;
   default:
     return POMELO_ERR_NOT_FOUND;
@@ -1977,9 +1977,15 @@ void pomelo_cluster_settings_default(pomelo_cluster_settings *s) {
 
 /* prefix + a + b + d (each may be ""), in a new allocation. */
 static char *make_subject(pomelo_cluster *c, const char *a, const char *b, const char *d) {
-  char buf[SUBJECT_MAX];
-  snprintf(buf, sizeof buf, "%s%s%s%s", c->prefix, a, b, d);
-  return dup_str(&c->alloc, buf, strlen(buf));
+  size_t lp = strlen(c->prefix), la = strlen(a), lb = strlen(b), ld = strlen(d);
+  char *s = pm_malloc(&c->alloc, lp + la + lb + ld + 1);
+  if (s) {
+    memcpy(s, c->prefix, lp);
+    memcpy(s + lp, a, la);
+    memcpy(s + lp + la, b, lb);
+    memcpy(s + lp + la + lb, d, ld + 1);
+  }
+  return s;
 }
 
 int pomelo_cluster_new(pomelo_cluster **out, pomelo_server *srv,
