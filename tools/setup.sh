@@ -20,6 +20,8 @@ apt_packages=(
   libuv1-dev:-   # the examples on other loops (pomelo-echo-uv, -event, -tls)
   libevent-dev:-
   libssl-dev:-
+  libnats-dev:- # libpomelo-nats, the cluster bus over NATS (-Dnats)
+  nats-server:- # its tests start a real one (tests/test_nats.c; in /usr/sbin, off most PATHs)
   openssl:openssl # the TLS test makes its certificate with it
   chromium:chromium # the chat page's browser test (tests/peers/chat-browser.js)
   nodejs:node

@@ -184,7 +184,7 @@ export ASAN_OPTIONS=detect_leaks=1
 
 if step "gcc build" build gcc g++ build --werror -Dbuildtype=debugoptimized \
   -Dpeer_tests=enabled -Dtests=true -Dexamples=true -Dbench=true -Dzlib=auto -Dfuzz=false \
-  -Dlibuv=enabled -Dlibevent=enabled -Dopenssl=enabled \
+  -Dlibuv=enabled -Dlibevent=enabled -Dopenssl=enabled -Dnats=enabled \
   -Db_sanitize=none; then
   step "gcc tests" run_tests build
   step "pkg-config consumer" check_pkgconfig
@@ -193,7 +193,7 @@ fi
 if step "clang ASan/UBSan build" build clang clang++ build-asan --werror \
   -Dbuildtype=debugoptimized -Db_sanitize=address,undefined -Db_lundef=false -Dzlib=disabled \
   -Dpeer_tests=enabled -Dtests=true -Dexamples=true -Dbench=true -Dfuzz=false \
-  -Dlibuv=enabled -Dlibevent=enabled -Dopenssl=enabled; then
+  -Dlibuv=enabled -Dlibevent=enabled -Dopenssl=enabled -Dnats=enabled; then
   step "clang ASan/UBSan tests" run_tests build-asan --timeout-multiplier 3
 fi
 

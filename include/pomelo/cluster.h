@@ -146,8 +146,9 @@ POMELO_API pomelo_server *pomelo_cluster_server_of(const pomelo_cluster *c);
 
 /** Publishes `len` bytes on `subject` with a reply subject (NULL when no answer is wanted).
  * All strings NUL-terminated, bytes valid during the call (copy or send them). Returns 0, or
- * an error: POMELO_ERR_CLOSED (the bus is down and cannot buffer it), POMELO_ERR_PAYLOAD,
- * POMELO_ERR_LIMIT, ... (the operation that published fails with it). */
+ * an error: POMELO_ERR_BUS_DOWN (the bus is down and cannot buffer it), POMELO_ERR_CLOSED (the
+ * bus is closed for good), POMELO_ERR_PAYLOAD, ... (the operation that published fails with
+ * it). */
 typedef int (*pomelo_cluster_publish_fn)(void *bus, const char *subject, const char *reply,
                                          const uint8_t *data, size_t len);
 
