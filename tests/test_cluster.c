@@ -563,6 +563,11 @@ static void test_session_ops_and_channels(void) {
   is_int(pomelo_cluster_channel_add(ch, "bob", 3, "connector-2"), POMELO_ERR_EXISTS,
          "a member twice");
   is_int(pomelo_cluster_channel_count(ch), 3, "three members");
+  {
+    pomelo_cluster_channel *all[4];
+    is_int(pomelo_cluster_channels(n[2].c, all, 4), 1, "one channel listed");
+    ok(all[0] == ch, "it is the room");
+  }
   ok(pomelo_cluster_channel_has(ch, "carol", 5) && !pomelo_cluster_channel_has(ch, "dave", 4),
      "has");
   {

@@ -23,8 +23,8 @@
  *              id), runs chat.chatHandler.send, and pushes onAdd, onLeave and onChat: one bus
  *              message per connector, which encodes it once for all its users in the room.
  * When the chat servers change (one joins, leaves or restarts), each connector adds its users
- * again to the chat server that now owns their room, without onAdd: the rooms survive a chat
- * server's restart (a chat server that no longer owns a room keeps its copy, never reached). When a
+ * again to the chat server that now owns their room, without onAdd, and chat servers forget the
+ * rooms they no longer own: the rooms survive a chat server's restart. When a
  * connector leaves (it stopped, or was silent for three announcements), the chat servers remove its
  * users from their rooms and the others get onLeave.
  *
@@ -554,6 +554,27 @@ static void on_member_lost(pomelo_cluster *c, pomelo_cluster_channel *ch, const 
   }
 }
 
+/* The chat servers changed: the rooms this one no longer owns are forgotten (their connectors
+ * add their users to the new owner), so that a room coming back later starts from what the
+ * connectors know, not from an old copy. */
+static void forget_moved_rooms(chat_server *cs) {
+  pomelo_cluster_channel **v;
+  size_t n = pomelo_cluster_channels(cs->c, NULL, 0), i, got;
+  if (n == 0 || (v = malloc(n * sizeof(*v))) == NULL) {
+    return;
+  }
+  got = pomelo_cluster_channels(cs->c, v, n);
+  for (i = 0; i < got && i < n; i++) {
+    size_t nl;
+    const char *name = pomelo_cluster_channel_name(v[i], &nl);
+    pomelo_cluster_server owner;
+    if (pomelo_cluster_pick(cs->c, "chat", name, nl, &owner) == 0 && !owner.self) {
+      pomelo_cluster_channel_destroy(v[i]);
+    }
+  }
+  free(v);
+}
+
 /* The table changed. */
 static void on_server(pomelo_cluster *c, const pomelo_cluster_server *s, pomelo_cluster_event event,
                       void *ud) {
@@ -566,6 +587,9 @@ static void on_server(pomelo_cluster *c, const pomelo_cluster_server *s, pomelo_
           s->type);
   if (cs->role == ROLE_CONNECTOR && strcmp(s->type, "chat") == 0) {
     (void)pomelo_server_foreach(cs->srv, readd, c);
+  }
+  if (cs->role == ROLE_CHAT && strcmp(s->type, "chat") == 0) {
+    forget_moved_rooms(cs);
   }
   for (i = 0; i < nemptied; i++) {
     pomelo_cluster_channel *ch = pomelo_cluster_channel_get(c, emptied[i], strlen(emptied[i]));
@@ -701,6 +725,7 @@ static int make_server(server_loop *loop, const options *o, int role, const char
     pomelo_nats_settings_default(&ns);
     ns.url = o->nats;
     ns.name = id;
+    ns.reconnect_wait_ms = 500; /* back within half a second of a bus restart */
     rc = pomelo_nats_new(&cs->nats, &ns, NULL, NULL, NULL);
     rc = rc ? rc : pomelo_nats_attach(cs->nats, cs->c);
     if (rc) {

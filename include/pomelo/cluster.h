@@ -330,8 +330,12 @@ POMELO_API int pomelo_cluster_channel_new(pomelo_cluster *c, const char *name, s
 /** The channel `name`, or NULL. */
 POMELO_API pomelo_cluster_channel *pomelo_cluster_channel_get(const pomelo_cluster *c,
                                                               const char *name, size_t len);
-/** Destroys a channel. */
+/** Destroys a channel. Not from inside on_member_lost. */
 POMELO_API void pomelo_cluster_channel_destroy(pomelo_cluster_channel *ch);
+/** Stores up to `max` of the cluster's channels in `out` (in no particular order) and returns
+ * how many there are. The pointers are valid until a channel is created or destroyed. */
+POMELO_API size_t pomelo_cluster_channels(const pomelo_cluster *c, pomelo_cluster_channel **out,
+                                          size_t max);
 /** Adds member `uid` of frontend `frontend_id` (NUL-terminated). Errors: POMELO_ERR_EXISTS
  * (the same uid on the same frontend), POMELO_ERR_INVALID_ARG, POMELO_ERR_NOMEM. */
 POMELO_API int pomelo_cluster_channel_add(pomelo_cluster_channel *ch, const char *uid, size_t len,

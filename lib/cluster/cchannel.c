@@ -140,6 +140,22 @@ void pomelo_cluster_channel_destroy(pomelo_cluster_channel *ch) {
   }
 }
 
+size_t pomelo_cluster_channels(const pomelo_cluster *c, pomelo_cluster_channel **out, size_t max) {
+  pm_strmap *m = pm_cluster_channel_map((pomelo_cluster *)(uintptr_t)c);
+  size_t n = 0;
+  uint32_t k;
+  for (k = 0; k < m->cap; k++) {
+    pm_strmap_ent *e = pm_strmap_slot(m, k);
+    if (e && e->val) {
+      if (n < max) {
+        out[n] = e->val;
+      }
+      n++;
+    }
+  }
+  return n;
+}
+
 void pm_cluster_channels_free(pomelo_cluster *c) {
   pm_strmap *m = pm_cluster_channel_map(c);
   uint32_t k;
