@@ -476,7 +476,8 @@ static void test_failures(void) {
   kill_node(&n[1], 0);
   n[1] = make_node("chat-1", "chat", 0, POMELO_UID_MANY, NULL);
   settle(n, 2, now_ms);
-  is_str(events, "leave:chat-1 join:chat-1", "a new run of chat-1: leave then join");
+  is_str(events, "leave:chat-1 join:chat-1 join:connector-1",
+         "a new run of chat-1: leave then join (and it hears of connector-1)");
 
   /* The bus goes down: flights fail at once, new forwards fail fast. */
   pomelo_server_on(n[1].srv, "chat.chatHandler.hold", h_hold, NULL);

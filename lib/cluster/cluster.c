@@ -1127,27 +1127,42 @@ int pm_cluster_forward(pomelo_cluster *c, pomelo_session *s, const char *session
   return 0;
 }
 
-/* A call or session operation to `p` (request `r` filled but for the flight). */
-static int start_call(pomelo_cluster *c, pm_peer *p, pm_env_request *r, pomelo_cluster_done_fn done,
-                      void *arg) {
-  pm_flight *f = NULL;
+/* The checks before a call, session operation or acknowledged push to `p`, and its flight
+ * (`*out`; NULL when `p` is NULL: nothing to await). Returns 0, POMELO_ERR_BUS_DOWN,
+ * POMELO_ERR_LIMIT or POMELO_ERR_NOMEM. */
+static int flight_start(pomelo_cluster *c, pm_peer *p, pomelo_cluster_done_fn done, void *arg,
+                        pm_flight **out) {
   int rc;
+  *out = NULL;
   sync_now(c);
   if (!c->bus_up) {
     c->stats.failed_fast++;
     return POMELO_ERR_BUS_DOWN;
   }
-  if (done) {
-    rc = flight_room(c, p, 0);
-    if (rc) {
-      return rc;
-    }
-    f = flight_new(c, p, "", 0);
-    if (!f) {
-      return POMELO_ERR_NOMEM;
-    }
-    f->done = done;
-    f->arg = arg;
+  if (!p) {
+    return 0;
+  }
+  rc = flight_room(c, p, 0);
+  if (rc) {
+    return rc;
+  }
+  *out = flight_new(c, p, "", 0);
+  if (!*out) {
+    return POMELO_ERR_NOMEM;
+  }
+  (*out)->done = done;
+  (*out)->arg = arg;
+  return 0;
+}
+
+/* A call or session operation to `p` (request `r` filled but for the flight). */
+static int start_call(pomelo_cluster *c, pm_peer *p, pm_env_request *r, pomelo_cluster_done_fn done,
+                      void *arg) {
+  pm_flight *f = NULL;
+  int rc;
+  rc = flight_start(c, done ? p : NULL, done, arg, &f);
+  if (rc) {
+    return rc;
   }
   rc = send_request(c, p, r, f);
   if (rc) {
@@ -1285,22 +1300,11 @@ static int send_multi(pomelo_cluster *c, const char *subject, pm_peer *p, int ki
   char reply[SUBJECT_MAX];
   pm_flight *f = NULL;
   int rc;
-  sync_now(c);
-  if (!c->bus_up) {
-    c->stats.failed_fast++;
-    return POMELO_ERR_BUS_DOWN;
+  rc = flight_start(c, done ? p : NULL, done, arg, &f);
+  if (rc) {
+    return rc;
   }
-  if (done && p) {
-    rc = flight_room(c, p, 0);
-    if (rc) {
-      return rc;
-    }
-    f = flight_new(c, p, "", 0);
-    if (!f) {
-      return POMELO_ERR_NOMEM;
-    }
-    f->done = done;
-    f->arg = arg;
+  if (f) {
     reply_subject(c, reply, f->corr);
   }
   rc = publish(c, subject, f ? reply : NULL, kind, m);
