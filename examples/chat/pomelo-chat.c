@@ -521,6 +521,8 @@ static void send_chat(pomelo_request *req, void *user_data) {
   (void)pomelo_request_respond(req, NULL, 0); /* {} */
 }
 
+static int settled; /* the table is known: this server has been up a moment (on_tick) */
+
 /* Rooms emptied by a connector's leaving, destroyed once its LEAVE event ran (channels cannot
  * be destroyed inside on_member_lost). */
 static char **emptied;
@@ -588,7 +590,9 @@ static void on_server(pomelo_cluster *c, const pomelo_cluster_server *s, pomelo_
   if (cs->role == ROLE_CONNECTOR && strcmp(s->type, "chat") == 0) {
     (void)pomelo_server_foreach(cs->srv, readd, c);
   }
-  if (cs->role == ROLE_CHAT && strcmp(s->type, "chat") == 0) {
+  if (cs->role == ROLE_CHAT && strcmp(s->type, "chat") == 0 && settled) {
+    /* Not while this server is still learning the table (the others' answers to its query):
+     * a room added meanwhile would seem to belong elsewhere. */
     forget_moved_rooms(cs);
   }
   for (i = 0; i < nemptied; i++) {
@@ -626,6 +630,9 @@ static void on_bus(pomelo_cluster *c, int up, void *ud) {
 static void on_tick(server_loop *l, uint64_t now, void *ud) {
   (void)l;
   (void)ud;
+  if (ready_at && now >= ready_at) {
+    settled = 1;
+  }
   if (ready_at && now >= ready_at && ready_line[0]) {
     printf("%s\n", ready_line);
     fflush(stdout); /* tests and tools/cluster.sh wait for this line */
@@ -889,7 +896,10 @@ int main(int argc, char **argv) {
       server_loop_unwatch(loop, pomelo_nats_fd(servers[i].nats));
     }
 #endif
-    pomelo_cluster_del(servers[i].c);
+    pomelo_cluster_del(servers[i].c); /* its bye is queued on the bus (or written by NATS) */
+    if (bus) {
+      membus_detach(bus, servers[i].c); /* by address only: nothing is delivered to it now */
+    }
 #ifdef POMELO_CHAT_NATS
     pomelo_nats_del(servers[i].nats);
 #endif

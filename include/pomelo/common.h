@@ -101,7 +101,7 @@ extern "C" {
   X(ERR_PB_DEPTH, -145, "protobuf messages nested deeper than the limit")                          \
   X(ERR_PB_VARINT, -146, "protobuf varint longer than 64 bits")                                    \
   X(ERR_PB_UTF8, -147, "protobuf string is not UTF-8")                                             \
-  X(ERR_CLUSTER_ENVELOPE, -160, "invalid cluster bus message")                                    \
+  X(ERR_CLUSTER_ENVELOPE, -160, "invalid cluster bus message")                                     \
   X(ERR_BUS_DOWN, -161, "the cluster bus is down")                                                 \
   X(ERR_NO_RESPONDERS, -162, "no server listens on the bus subject")                               \
   X(ERR_SERVER_LEFT, -163, "the target server left the cluster")                                   \

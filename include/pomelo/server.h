@@ -436,8 +436,9 @@ POMELO_API int pomelo_server_respond(pomelo_server *srv, uint64_t sid, uint32_t 
  * a read-only session (id, uid, settings). The answer of a request is given to `reply` (body
  * bytes, valid during the call), to be carried back to the frontend (pomelo_server_respond);
  * notifies never reply. A request's `reply` runs exactly once: with its answer, or with body
- * NULL (len 0) when the request was dropped unanswered or the server deleted first. Errors: POMELO_ERR_JSON_* / POMELO_ERR_INVALID_ARG (bad session JSON),
- * POMELO_ERR_NOMEM (the message could not be dispatched: `reply` is not called). */
+ * NULL (len 0) when the request was dropped unanswered or the server deleted first. Errors:
+ * POMELO_ERR_JSON_* / POMELO_ERR_INVALID_ARG (bad session JSON), POMELO_ERR_NOMEM (the message
+ * could not be dispatched: `reply` is not called). */
 POMELO_API int pomelo_server_dispatch(pomelo_server *srv, const char *session_json,
                                       size_t session_json_len, const pomelo_msg *msg,
                                       void (*reply)(const char *body, size_t len, void *arg),
