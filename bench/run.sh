@@ -10,7 +10,9 @@
 # 1000,10000,100000), REPS (runs per figure, default 21), ROUNDS (default 1: run everything this
 # many times, alternating C and node, and summarise the median of the rounds), NODE (default
 # node), BENCHES (which ones, default "codec protobuf fanout"), IDLE (1: then also bench/idle.sh,
-# idle connections to pomelo-echo and the real server, about 6 minutes more; default 0). Exits
+# idle connections to pomelo-echo and the real server, about 6 minutes more; default 0), CLUSTER
+# (1: then also bench/cluster.sh, the chatofpomelo cluster end to end, real vs ours, about 7
+# minutes more; docs/performance.md; default 0). Exits
 # with status 1 after the summary when C and node did not encode the same protobuf bytes (or
 # did not start from the same JSON text).
 set -euo pipefail
@@ -278,5 +280,16 @@ if [ "${IDLE:-0}" = 1 ]; then
   echo
   echo "== Idle connections (bench/idle.sh) =="
   BUILD_DIR=$build NODE=$node bash "$here/idle.sh"
+fi
+if [ "${CLUSTER:-0}" = 1 ]; then
+  echo
+  echo "== Cluster end to end (bench/cluster.sh) =="
+  cluster_status=0
+  NODE=$node bash "$here/cluster.sh" || cluster_status=$?
+  if [ "$cluster_status" = 77 ]; then
+    echo "(skipped)"
+  elif [ "$cluster_status" != 0 ]; then
+    status=$cluster_status
+  fi
 fi
 exit "$status"
