@@ -28,10 +28,11 @@
  * Subjects, with P the prefix (settings.prefix, default "pomelo"):
  *   P/servers/<type>/<id>        requests to one server (forwards, calls, session operations)
  *   P/servers/<type>/<id>/push   grouped pushes to one frontend
- *   P/<type>/broadcast           pushes and kicks by uid to every frontend of a type
+ *   P/<type>/broadcast           pushes to every frontend of a type
+ *   P/<type>/kick                kicks by uid on every frontend of a type
  *   P/<type>/bindings            {uid, frontend id} after each bind on a frontend of the type
  *   P/sd/announce, P/sd/bye, P/sd/query   server records (discovery)
- *   P/inbox/<id>.<n>             answers to this server (subscribe to "P/inbox/<id>.*")
+ *   P/inbox/<id>/<instance>.<n>  answers to this server (it subscribes to ".../<instance>.*")
  * The bytes are protobuf envelopes with pitaya's field numbers (docs/cluster.md).
  *
  * One cluster and its server are used by one thread at a time. Delete the cluster before its
