@@ -1061,8 +1061,7 @@ static void sync_now(pomelo_cluster *c) {
   }
 }
 
-int pm_cluster_forward(pomelo_cluster *c, pomelo_session *s, const char *session_json,
-                       size_t session_json_len, const pomelo_msg *m) {
+int pm_cluster_forward(pomelo_cluster *c, pomelo_session *s, const pomelo_msg *m) {
   size_t tl = route_type(m->route, m->route_len);
   int request = m->type == POMELO_MSG_REQUEST;
   pm_type *t = type_get(c, m->route, tl);
@@ -1071,8 +1070,6 @@ int pm_cluster_forward(pomelo_cluster *c, pomelo_session *s, const char *session
   pm_peer *p;
   char type[POMELO_CLUSTER_NAME_MAX + 1];
   int rc = 0;
-  (void)session_json;
-  (void)session_json_len;
   sync_now(c);
   if (tl > POMELO_CLUSTER_NAME_MAX) {
     t = NULL;
@@ -1914,9 +1911,6 @@ const char *pomelo_cluster_subject(const pomelo_cluster *c, size_t i) {
     }
     if ((k == S_ANNOUNCE || k == S_BYE || k == S_QUERY) && c->set.announce_ms == 0) {
       continue;
-    }
-    if (k == S_INBOX) {
-      /* the inbox wildcard: stored as "P/inbox/<id>.*" */
     }
     if (n++ == i) {
       return c->subj[k];

@@ -96,8 +96,7 @@ uint64_t pm_cluster_expiry(const pomelo_cluster *c);
 void pm_cluster_handle_expiry(pomelo_cluster *c, uint64_t now);
 /* A client's request or notify for another server type (from the server's forward path).
  * Returns 0 (answered or published) or a fatal error. */
-int pm_cluster_forward(pomelo_cluster *c, pomelo_session *s, const char *session_json,
-                       size_t session_json_len, const pomelo_msg *m);
+int pm_cluster_forward(pomelo_cluster *c, pomelo_session *s, const pomelo_msg *m);
 /* A local session was bound (pomelo_session_bind): announced to the other frontends. */
 void pm_cluster_bound(pomelo_cluster *c, const pomelo_session *s);
 /* A local session is being freed. */

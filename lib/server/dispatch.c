@@ -566,7 +566,13 @@ static int forward(pomelo_session *s, const pomelo_msg *m) {
   pomelo_server *srv = s->srv;
   size_t len = 0;
   char *json;
-  int rc = pomelo_session_export(s, NULL, 0, &len);
+  int rc;
+  if (!srv->cb.on_forward) {
+    /* The cluster carries the session's fields in its own envelope: no JSON export. */
+    srv->stats.forwarded++;
+    return pm_cluster_forward(srv->cluster, s, m);
+  }
+  rc = pomelo_session_export(s, NULL, 0, &len);
   if (rc != POMELO_ERR_BUFFER_TOO_SMALL) {
     return rc;
   }
@@ -578,11 +584,7 @@ static int forward(pomelo_session *s, const pomelo_msg *m) {
   if (rc == 0) {
     json[len] = 0;
     srv->stats.forwarded++;
-    if (srv->cb.on_forward) {
-      srv->cb.on_forward(srv, s, json, len, m, srv->user_data);
-    } else {
-      rc = pm_cluster_forward(srv->cluster, s, json, len, m);
-    }
+    srv->cb.on_forward(srv, s, json, len, m, srv->user_data);
   }
   pm_free(&srv->alloc, json);
   return rc;
