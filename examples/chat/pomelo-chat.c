@@ -612,6 +612,10 @@ static void on_server(pomelo_cluster *c, const pomelo_cluster_server *s, pomelo_
 typedef struct options {
   const char *role, *nats, *id, *host, *port, *gate_port;
   uint32_t announce_ms, timeout_ms;
+  /* connectors: the slow-consumer and rate policies (0: the library's defaults) */
+  size_t max_output;
+  int slow_disconnect;
+  uint32_t rate_limit, rate_burst;
 } options;
 
 static char ready_line[256]; /* printed once the server has joined the cluster */
@@ -670,6 +674,12 @@ static int make_server(server_loop *loop, const options *o, int role, const char
   if (role == ROLE_CONNECTOR) {
     st.conn.heartbeat_interval_ms = 3000;
     st.conn.dict = dict;
+    if (o->max_output) {
+      st.max_output = o->max_output;
+    }
+    st.slow_policy = o->slow_disconnect ? POMELO_SLOW_DISCONNECT : POMELO_SLOW_DROP;
+    st.rate_limit = o->rate_limit;
+    st.rate_burst = o->rate_burst;
   }
   if (role != ROLE_CHAT) {
     st.conn.protos = protos; /* as chatofpomelo: the gate has protos, no dictionary */
@@ -757,7 +767,9 @@ static void usage(void) {
   fprintf(stderr,
           "usage: pomelo-chat [--host H] [--gate-port P] [--port P]\n"
           "       pomelo-chat --role gate|connector|chat --nats URL --id ID [--host H] [--port P]\n"
-          "                   [--announce-ms N] [--timeout-ms N]\n");
+          "                   [--announce-ms N] [--timeout-ms N]\n"
+          "   connector options, both forms: [--max-output BYTES] [--slow-policy drop|close]\n"
+          "                   [--rate-limit N] [--rate-burst N]\n");
 }
 
 static int parse(int argc, char **argv, options *o) {
@@ -784,6 +796,15 @@ static int parse(int argc, char **argv, options *o) {
       o->announce_ms = (uint32_t)atoi(v);
     } else if (strcmp(k, "--timeout-ms") == 0 && atoi(v) > 0) {
       o->timeout_ms = (uint32_t)atoi(v);
+    } else if (strcmp(k, "--max-output") == 0 && atol(v) > 0) {
+      o->max_output = (size_t)atol(v);
+    } else if (strcmp(k, "--slow-policy") == 0 &&
+               (strcmp(v, "drop") == 0 || strcmp(v, "close") == 0)) {
+      o->slow_disconnect = strcmp(v, "close") == 0;
+    } else if (strcmp(k, "--rate-limit") == 0 && atoi(v) > 0) {
+      o->rate_limit = (uint32_t)atoi(v);
+    } else if (strcmp(k, "--rate-burst") == 0 && atoi(v) > 0) {
+      o->rate_burst = (uint32_t)atoi(v);
     } else {
       return -1;
     }
@@ -878,6 +899,18 @@ int main(int argc, char **argv) {
   /* Each server says bye to the cluster (the NATS adapter writes it out), then goes. */
   for (i = 0; i < nservers; i++) {
     pomelo_cluster_stats cst;
+    if (servers[i].role == ROLE_CONNECTOR) {
+      pomelo_server_stats ss;
+      pomelo_server_get_stats(servers[i].srv, &ss);
+      fprintf(stderr,
+              "pomelo-chat: %s: sessions %llu, pushes %llu, push drops %llu, slow disconnects "
+              "%llu, rate limited %llu, kicks %llu, timeouts %llu, protocol errors %llu\n",
+              servers[i].id, (unsigned long long)ss.connections_total,
+              (unsigned long long)ss.pushes, (unsigned long long)ss.push_drops,
+              (unsigned long long)ss.slow_disconnects, (unsigned long long)ss.rate_limited,
+              (unsigned long long)ss.kicks, (unsigned long long)ss.timeouts,
+              (unsigned long long)ss.protocol_errors);
+    }
     if (servers[i].c) {
       pomelo_cluster_get_stats(servers[i].c, &cst);
       fprintf(stderr,
