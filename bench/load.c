@@ -434,9 +434,12 @@ static int open_socket(gen *g, user *u, const struct sockaddr_in *to) {
       return rc;
     }
   }
-  if (u->kind == K_SLOW) { /* a small window: the server's queue fills soon */
-    int small = 4096;
+  if (u->kind == K_SLOW) {
+    /* A small window, and small segments: the server's kernel sizes its send buffer from the
+     * segment size (64 KiB on loopback: megabytes of buffer), so that its own queue fills. */
+    int small = 4096, mss = 536;
     setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    setsockopt(fd, IPPROTO_TCP, TCP_MAXSEG, &mss, sizeof mss);
   }
   if (connect(fd, (const struct sockaddr *)to, sizeof *to) != 0 && errno != EINPROGRESS) {
     rc = errno;

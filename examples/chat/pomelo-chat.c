@@ -8,6 +8,13 @@
  *       one role per process, the servers of the cluster talking over NATS (libpomelo-nats);
  *       any number of connectors and chat servers; prints "ready ID H:P" (gate, connector) or
  *       "ready ID" (chat) once it has joined the cluster. tools/cluster.sh starts a whole one.
+ *   Connector limits, in both forms: --max-output BYTES (a session's queued output before the
+ *   slow-consumer policy acts; default 1 MiB), --slow-policy drop|close (drop its pushes until
+ *   it drains, the default, or close it), --rate-limit N and --rate-burst N (requests and
+ *   notifies per second per session, over which they are dropped unanswered; default none),
+ *   --sndbuf BYTES (SO_SNDBUF of client sockets; default the kernel's autotuning, up to 4 MiB
+ *   per socket before max_output even starts to count). Each connector prints its counters
+ *   (sessions, pushes, push drops, slow disconnects, rate limited, ...) on stderr at exit.
  *
  * The real chatofpomelo runs the same three roles as Node.js processes (spec/protocol.md
  * section 9), and so does this program:
@@ -616,6 +623,7 @@ typedef struct options {
   size_t max_output;
   int slow_disconnect;
   uint32_t rate_limit, rate_burst;
+  int sndbuf; /* SO_SNDBUF of client sockets (0: the kernel's) */
 } options;
 
 static char ready_line[256]; /* printed once the server has joined the cluster */
@@ -769,7 +777,7 @@ static void usage(void) {
           "       pomelo-chat --role gate|connector|chat --nats URL --id ID [--host H] [--port P]\n"
           "                   [--announce-ms N] [--timeout-ms N]\n"
           "   connector options, both forms: [--max-output BYTES] [--slow-policy drop|close]\n"
-          "                   [--rate-limit N] [--rate-burst N]\n");
+          "                   [--rate-limit N] [--rate-burst N] [--sndbuf BYTES]\n");
 }
 
 static int parse(int argc, char **argv, options *o) {
@@ -805,6 +813,8 @@ static int parse(int argc, char **argv, options *o) {
       o->rate_limit = (uint32_t)atoi(v);
     } else if (strcmp(k, "--rate-burst") == 0 && atoi(v) > 0) {
       o->rate_burst = (uint32_t)atoi(v);
+    } else if (strcmp(k, "--sndbuf") == 0 && atoi(v) > 0) {
+      o->sndbuf = atoi(v);
     } else {
       return -1;
     }
@@ -885,6 +895,7 @@ int main(int argc, char **argv) {
   loop_cb.on_tick = on_tick;
   loop_cb.tick_ms = 50;
   loop_cb.on_pass = on_pass;
+  loop_cb.sndbuf = o.sndbuf;
   if (server_loop_new(&loop, &loop_cb, NULL) != 0) {
     perror("pomelo-chat: cannot start the loop");
     return 1;

@@ -37,6 +37,12 @@ typedef struct server_loop_callbacks {
   /** Runs once per pass of the loop, before it writes what the servers queued and again just
    * before it waits (an in-process bus delivers its queue here: examples/common/membus.c). */
   void (*on_pass)(server_loop *l, uint64_t now, void *user_data);
+  /** SO_SNDBUF of every accepted socket, in bytes (0: the kernel's autotuning, which grows a
+   * socket's buffer up to net.ipv4.tcp_wmem's maximum, 4 MiB by default, even for a client that
+   * reads nothing). A client that stops reading holds this much in the kernel before the
+   * server's own queue (pomelo_server_settings.max_output and its slow-consumer policy) starts
+   * to count; a cap makes that policy act within bounded memory per connection. */
+  int sndbuf;
 } server_loop_callbacks;
 
 /** How a server's sockets carry bytes, for a layer between the socket and the library (TLS:
