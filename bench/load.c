@@ -46,9 +46,10 @@
  * Handshake mode:
  *   bench-load --handshakes --connect H:P [--concurrency C] [--seconds D] [--transport ...]
  * C clients at a time (default 50) connect, do the handshake (a fresh client each time: no
- * cached dictionary or protos, a first visit), send the ACK and close, again and again for D
- * seconds: handshakes/s, handshake latency (connect() to the response), server CPU per
- * handshake.
+ * cached dictionary or protos, a first visit; with --cached each of the C clients is kept and
+ * sends the dictionary and protos versions it got, a returning visitor, so that the server
+ * answers without them), send the ACK and close, again and again for D seconds: handshakes/s,
+ * handshake latency (connect() to the response), server CPU per handshake.
  *
  * Sockets are bound to source addresses 127.0.0.1 .. 127.0.0.K in turn (K default 8) when the
  * target is a loopback address, so that N is not limited by one address's ephemeral ports. The
@@ -286,6 +287,7 @@ typedef struct gen {
   double rate, flood_rate, seconds, warmup;
   int transport; /* 0 tcp, 1 ws, 2 mixed */
   int handshakes;
+  int hs_cached; /* handshake mode: one client per slot, sending the versions it cached */
   long server_pid, server_pgid;
   const char *label;
   const char *hist_file;
@@ -956,8 +958,10 @@ static void after(gen *g, user *u) {
     if (!u->attempts && g->running && !g->draining) {
       g->r.hs_failed++; /* closed before the handshake was done */
     }
-    pomelo_client_del(u->cl);
-    u->cl = NULL;
+    if (!g->hs_cached) {
+      pomelo_client_del(u->cl);
+      u->cl = NULL;
+    }
     u->phase = U_OUT;
     if (g->running && !g->draining) {
       hs_start(g, u);
@@ -987,7 +991,7 @@ static void start_login(gen *g, user *u) {
 /* Handshake mode: one more connection. */
 static void hs_start(gen *g, user *u) {
   int rc;
-  if (make_client(g, u) != 0) {
+  if (!u->cl && make_client(g, u) != 0) {
     die("cannot create a client", NULL);
   }
   u->start_us = now_us();
@@ -1520,7 +1524,8 @@ static void usage(void) {
           "          [--msg-bytes B] [--server-pgid G | --server-pid P] [--label L] [--hist F]\n"
           "          [--churn K] [--churn-ms M] [--slow K] [--flood K] [--flood-rate X]\n"
           "          [--max-server-rss-mib M] [--sources K] [--login-window L] [--timeout-ms T]\n"
-          "       " PROG " --handshakes --connect H:P [--concurrency C] [--seconds D] ...\n");
+          "       " PROG
+          " --handshakes --connect H:P [--cached] [--concurrency C] [--seconds D] ...\n");
   exit(2);
 }
 
@@ -1578,6 +1583,10 @@ static void parse(gen *g, int argc, char **argv) {
     const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (strcmp(k, "--handshakes") == 0) {
       g->handshakes = 1;
+      continue;
+    }
+    if (strcmp(k, "--cached") == 0) {
+      g->hs_cached = 1;
       continue;
     }
     if (!v) {
@@ -1950,11 +1959,18 @@ int main(int argc, char **argv) {
     double cpu = (double)(sb.ticks - sa.ticks) / hz;
     char comm[64];
     procstat_comm(sb.max_pid, comm, sizeof comm);
-    printf("server: %d processes, %.2f cores over the window (busiest: %s, pid %ld), RSS %.1f MiB "
-           "before, %.1f MiB max, %.1f MiB at the end\n",
-           sb.procs, cpu / win, comm, sb.max_pid, (double)s0.rss_kib / 1024, max_rss_kib / 1024,
+    printf("server: %d processes, %.2f cores over the window (%.0f %% in the kernel; busiest: %s, "
+           "pid %ld), RSS %.1f MiB before, %.1f MiB max, %.1f MiB at the end\n",
+           sb.procs, cpu / win,
+           sb.ticks > sa.ticks
+               ? 100.0 * (double)(sb.sys_ticks - sa.sys_ticks) / (double)(sb.ticks - sa.ticks)
+               : 0.0,
+           comm, sb.max_pid, (double)s0.rss_kib / 1024, max_rss_kib / 1024,
            (double)sx.rss_kib / 1024);
     out(&g, "server_cores", cpu / win);
+    out(&g, "server_sys_fraction",
+        sb.ticks > sa.ticks ? (double)(sb.sys_ticks - sa.sys_ticks) / (double)(sb.ticks - sa.ticks)
+                            : 0);
     out(&g, "server_rss_max_mib", max_rss_kib / 1024);
     out(&g, "server_rss_start_mib", (double)s0.rss_kib / 1024);
     if (!g.handshakes && total.pushes_window) {
