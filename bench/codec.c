@@ -9,7 +9,7 @@
  * Decode = pomelo_pkg_decode of that package, then pomelo_msg_decode of its body (both zero-copy:
  * views into the input). Each run times K messages with clock_gettime(CLOCK_MONOTONIC); runs of
  * the six cases alternate, and each figure is the median of its runs. Lines starting with "@" are
- * for bench/run.sh. SPDX-License-Identifier: MIT
+ * for bench/micro.sh. SPDX-License-Identifier: MIT
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,7 +39,7 @@ static void die(const char *what, int rc) {
   exit(1);
 }
 
-/* FNV-1a of the package bytes, printed so that run.sh can check both sides made the same. */
+/* FNV-1a of the package bytes, printed so that micro.sh can check both sides made the same. */
 static uint32_t fnv1a(const uint8_t *p, size_t n) {
   uint32_t h = 2166136261u;
   size_t i;

@@ -7,7 +7,7 @@
 // decode = Package.decode(pkg) then Message.decode(pkg.body). The body is a Buffer on both
 // sides (the JSON text is not stringified or parsed here, as the C side does not either). Runs of
 // the six cases alternate; each figure is the median of its runs. Lines starting with "@" are
-// for bench/run.sh.
+// for bench/micro.sh.
 'use strict';
 
 const path = require('path');

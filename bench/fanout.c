@@ -14,7 +14,7 @@
  * alternate run by run, 3 warm-up runs then R; figures are medians of the R runs, times from
  * clock_gettime(CLOCK_MONOTONIC). Memory: the live bytes of the server's counting allocator at
  * each step of the set-up, minus the empty server, divided by the sessions of the step. Lines
- * starting with "@" are for bench/run.sh.
+ * starting with "@" are for bench/micro.sh.
  * SPDX-License-Identifier: MIT
  */
 #include <stdio.h>

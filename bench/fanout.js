@@ -25,7 +25,7 @@
 //          shared buffer, plus one shared WS header for WebSocket members): a floor for node.
 // Memory: process.memoryUsage() growth per session after building N sessions of each model (a
 // rough model: JS objects of the session layer only; no net.Socket, libuv handle or ws
-// Receiver, which a real connection adds). Lines starting with "@" are for bench/run.sh.
+// Receiver, which a real connection adds). Lines starting with "@" are for bench/micro.sh.
 'use strict';
 
 const path = require('path');

@@ -1,21 +1,57 @@
 #!/usr/bin/env bash
-# bench/idle.sh: the cost of idle connections, pomelo-echo next to the real pomelo 2.2.7 server,
-# on this machine in one run (docs/bench.md, "Idle connections"). For each server and each
-# transport (raw TCP, WebSocket), bench-idle (bench/idle.c) opens N handshaken client
-# connections that then only exchange heartbeats (3 s on both servers) for D seconds, and reads
-# the server's CPU time and resident memory from /proc. Every run gets a fresh server; the
+# bench/idle.sh: the cost of idle connections, pomelo-echo and pomelo-chat next to the real
+# pomelo 2.2.7 server, on this machine in one run (docs/bench.md, "Idle connections"). For each
+# server and each transport (raw TCP, WebSocket), bench-idle (bench/idle.c) opens N handshaken
+# client connections that then only exchange heartbeats (3 s on every server) for D seconds, and
+# reads the server's CPU time and resident memory from /proc. Every run gets a fresh server; the
 # servers alternate run by run (the order flips every repetition); the summary is the median of
-# R repetitions. Nothing here asserts on time. About 6 minutes with the defaults.
+# R repetitions. Nothing here asserts on time. About 6 minutes with the defaults; about 2 minutes
+# for IDLE_N=10000 IDLE_REPS=1 IDLE_SECONDS=10 SERVERS="chat real".
 #
 #   bash bench/idle.sh
+#   IDLE_N=10000 IDLE_REPS=1 IDLE_SECONDS=10 SERVERS="chat real" bash bench/idle.sh
 #
-# Environment: BUILD_DIR (default build-bench, the release build of bench/run.sh; examples are
-# turned on in it for pomelo-echo), IDLE_N (N, default 5000), IDLE_SECONDS (D, default 20),
-# IDLE_REPS (R, default 3), IDLE_RAMP (seconds over which the N connections start, default 3 =
-# the heartbeat interval, so that their heartbeats are spread evenly over it; 0 = as fast as
-# they go, heartbeats bunched), SERVERS (default "echo real"), TRANSPORTS (default "tcp ws"),
-# NODE (default node). The real server needs `npm ci` in tests/peers/pomelo-server; without it only
-# pomelo-echo runs.
+# Servers (SERVERS, any of them, in any order):
+#   echo  examples/echo/pomelo-echo --port 0 --heartbeat 3, in a process group of its own;
+#   chat  examples/chat/pomelo-chat --gate-port 0 --port 0: gate, connector and chat server in
+#         one process (the in-process bus), in a process group of its own; the clients go to the
+#         connector (heartbeat 3 s), whose one port speaks raw TCP and WebSocket (transport AUTO);
+#         the gate is not used;
+#   real  the pomelo 2.2.7 template app through tests/peers/pomelo-server/start.js (master +
+#         connector, hybrid connector, heartbeat 3 s), measured over its whole process group.
+# pomelo-echo and pomelo-chat are stopped by their PID (SIGTERM, a graceful stop), then their
+# process group gets SIGKILL; start.js kills the pomelo group itself; on exit every group this
+# script started gets SIGTERM then SIGKILL.
+#
+# Environment: BUILD_DIR (default build-bench, the release build of bench/micro.sh and bench/run.sh; examples are
+# turned on in it for pomelo-echo and pomelo-chat), IDLE_N (N, default 5000), IDLE_SECONDS (D,
+# default 20), IDLE_REPS (R, default 3), IDLE_RAMP (seconds over which the N connections start,
+# default 3 = the heartbeat interval, so that their heartbeats are spread evenly over it; 0 = as
+# fast as they go, heartbeats bunched), SERVERS (default "echo real"; "echo chat real" for all
+# three), TRANSPORTS (default "tcp ws"), NODE (default node). The real server needs `npm ci` in
+# tests/peers/pomelo-server; without it, it is skipped.
+#
+# Limits: each server and the generator hold N sockets, so the soft descriptor limit is raised
+# to the hard one here (node, pomelo-echo and pomelo-chat inherit it; bench-idle and the two C
+# servers raise their own as well) and must be at least N + 64; N = 10,000 needs 10,064, the
+# hard limit of 20,000 of the usual machine is enough. The generator binds its sockets to
+# 127.0.0.1 .. 127.0.0.K (K = 4 unless N needs more), each with the whole ephemeral port range
+# (32768-60999: 28,232 ports), so N = 10,000 uses 2,500 ports per source address.
+#
+# Output: the runs, then a summary table (medians over the repetitions) and, for another
+# script, one line per server and transport that ran (the lines bench-idle itself prints are
+# not shown):
+#   @ idle server=S transport=T n=N runs=R ok=K rss_bytes_per_conn=B cpu_us_per_conn_per_s=U
+#          server_cores=C server_sys_cores=Y rss_kib_per_conn=M lost=L failed=F
+#          self_cores_max=G other_cores_max=O
+# (on one line) with S echo|chat|real, T tcp|ws; K = the runs with all N handshakes done;
+# B = median of (VmRSS at the end - VmRSS before the first connect) x 1024 / N, in bytes (for
+# real: summed over master + connector); C = median server CPU over the idle period, in cores
+# (utime + stime / wall time), Y its system part; U = C x 1e6 / N, the CPU microseconds each
+# idle connection costs the server per second; M = B / 1024; L = connections lost after their
+# handshake, F = failed runs, both summed over the runs; G, O = the largest generator CPU and
+# CPU of the rest of the machine, in cores. A figure with no successful run is "nan".
+# Exit status 1 when any run failed or lost a connection.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -29,8 +65,21 @@ servers=${SERVERS:-echo real}
 transports=${TRANSPORTS:-tcp ws}
 node=${NODE:-node}
 heartbeat=3 # pomelo-echo's; the template app of the real server has heartbeat: 3 too
+t_begin=$SECONDS
+for server in $servers; do
+  case $server in
+  echo | chat | real) ;;
+  *) echo "idle.sh: unknown server $server (echo, chat, real)" >&2; exit 2 ;;
+  esac
+done
+for transport in $transports; do
+  case $transport in
+  tcp | ws) ;;
+  *) echo "idle.sh: unknown transport $transport (tcp, ws)" >&2; exit 2 ;;
+  esac
+done
 out=$(mktemp -d)
-pgroups=() # process groups this script started (pomelo-echo, timeout's, the pomelo master)
+pgroups=() # process groups this script started (pomelo-echo/-chat, timeout's, the pomelo master)
 
 # Stops everything this script started: SIGTERM first (timeout passes it on to start.js, which
 # then kills the pomelo group it made), then SIGKILL to every group, the pomelo one included.
@@ -58,11 +107,13 @@ if [ ! -f "$build/build.ninja" ]; then
 else
   meson configure "$build" -Dbuildtype=release -Dexamples=true -Dbench=true >/dev/null
 fi
-ninja -C "$build" bench/bench-idle examples/pomelo-echo
+ninja -C "$build" bench/bench-idle examples/pomelo-echo examples/pomelo-chat
 idle_bin=$build/bench/bench-idle
 echo_bin=$build/examples/pomelo-echo
+chat_bin=$build/examples/pomelo-chat
 
-# Both servers and the generator hold N sockets each.
+# The server and the generator hold N sockets each (and node, which inherits this limit, does
+# not lower it).
 ulimit -n "$(ulimit -Hn)"
 if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((n + 64)) ]; then
   echo "idle.sh: N=$n needs $((n + 64)) file descriptors, the hard limit is $(ulimit -n)" >&2
@@ -73,9 +124,10 @@ have_real=0
 case " $servers " in
 *" real "*)
   if ! command -v "$node" >/dev/null 2>&1; then
-    echo "(node not found: pomelo-echo only)"
+    echo "(node not found: the real server is skipped)"
   elif [ ! -f "$root/tests/peers/pomelo-server/node_modules/pomelo/package.json" ]; then
-    echo "(pomelo 2.2.7 not installed: run npm ci in tests/peers/pomelo-server; pomelo-echo only)"
+    echo "(pomelo 2.2.7 not installed: run npm ci in tests/peers/pomelo-server; the real server" \
+      "is skipped)"
   else
     have_real=1
   fi
@@ -92,6 +144,7 @@ if [ "$have_real" = 1 ]; then
   echo "node:   $("$node" --version)"
 fi
 echo "runs:   N=$n, idle ${secs} s, ramp ${ramp} s, heartbeat ${heartbeat} s, $reps repetitions"
+echo "fds:    $(ulimit -n) per process (soft = hard); ports $(tr -s '\t ' - </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo '?') per source address"
 
 # Bounds: the generator's own connect limit is 120 s after the ramp.
 run_limit=$((secs + ramp + 180))
@@ -119,32 +172,47 @@ record() {
   fi
 }
 
-run_echo() {
-  local transport=$1 pid port="" status=0 flag=""
+# pomelo-echo or pomelo-chat (our servers): started in a process group of its own, its PID
+# given to bench-idle, stopped by that PID.
+run_ours() {
+  local server=$1 transport=$2 pid port="" status=0 flag="" title bin pattern
+  local -a args
   [ "$transport" = ws ] && flag=--ws
+  case $server in
+  echo)
+    title=pomelo-echo bin=$echo_bin
+    args=(--host 127.0.0.1 --port 0 --heartbeat "$heartbeat")
+    pattern='s/^listening on .*:\([0-9][0-9]*\)$/\1/p'
+    ;;
+  chat)
+    # The connector's port takes raw TCP and WebSocket (the first bytes tell); heartbeat 3 s.
+    title="pomelo-chat (connector)" bin=$chat_bin
+    args=(--host 127.0.0.1 --gate-port 0 --port 0)
+    pattern='s/^gate on .*, connector on .*:\([0-9][0-9]*\)$/\1/p'
+    ;;
+  esac
   echo
-  echo "== pomelo-echo, $transport =="
-  : >"$out/echo.out"
+  echo "== $title, $transport =="
+  : >"$out/$server.out"
   # setsid: its own process group (a script's background jobs stay in the script's group, so
   # setsid needs no fork and $! is the server).
-  setsid "$echo_bin" --host 127.0.0.1 --port 0 --heartbeat "$heartbeat" \
-    >"$out/echo.out" 2>"$out/echo.err" </dev/null &
+  setsid "$bin" "${args[@]}" >"$out/$server.out" 2>"$out/$server.err" </dev/null &
   pid=$!
   pgroups+=("$pid")
   for _ in $(seq 1 100); do
-    port=$(sed -n 's/^listening on .*:\([0-9][0-9]*\)$/\1/p' "$out/echo.out")
+    port=$(sed -n "$pattern" "$out/$server.out")
     [ -n "$port" ] && break
     sleep 0.05
   done
   if [ -z "$port" ]; then
-    echo "pomelo-echo did not start:"
-    cat "$out/echo.err"
+    echo "$title did not start:"
+    cat "$out/$server.err"
     exit 1
   fi
   run_waiting timeout -k 5 "$run_limit" "$idle_bin" --host 127.0.0.1 --port "$port" $flag \
     -n "$n" --seconds "$secs" --ramp "$ramp" --server-pid "$pid" >"$out/run" 2>&1
   grep -v '^@' "$out/run" || true
-  record echo "$transport" "$out/run" "$status"
+  record "$server" "$transport" "$out/run" "$status"
   # SIGTERM: a graceful stop (nothing is left connected); then the group, whatever remains.
   kill -TERM "$pid" 2>/dev/null || true
   for _ in $(seq 1 100); do
@@ -188,9 +256,8 @@ for rep in $(seq 1 "$reps"); do
     fi
     for server in $order; do
       case $server in
-      echo) run_echo "$transport" ;;
+      echo | chat) run_ours "$server" "$transport" ;;
       real) if [ "$have_real" = 1 ]; then run_real "$transport"; fi ;;
-      *) echo "idle.sh: unknown server $server" >&2; exit 2 ;;
       esac
     done
   done
@@ -211,8 +278,8 @@ awk -v n="$n" -v transports="$transports" '
   } else {
     c[k]++
     cpu[k, c[k]] = f["server_cores"] + 0
-    rss[k, c[k]] = f["rss_kib_per_conn"] + 0
     sys[k, c[k]] = f["server_sys_cores"] + 0
+    rss[k, c[k]] = (f["rss_end_kib"] - f["rss_base_kib"]) * 1024 / n # bytes per connection
     if (f["self_cores"] + 0 > self[k]) self[k] = f["self_cores"] + 0
     if (f["other_cores"] + 0 > other[k]) other[k] = f["other_cores"] + 0
     if (f["other_cores"] + 0 > 0.2) busy = 1
@@ -233,47 +300,74 @@ function med(a, k,    i, j, t, m, v) {
   return m % 2 ? v[(m + 1) / 2] : (v[m / 2] + v[m / 2 + 1]) / 2
 }
 function num(x, fmt) { return x < 0 ? "-" : sprintf(fmt, x) }
-function ratio(a, b) { return (a < 0 || b <= 0) ? "-" : sprintf("%.2f", a / b) }
+function mnum(x, fmt) { return x < 0 ? "nan" : sprintf(fmt, x) }
+function ratio(a, b) { return (a < 0 || b <= 0) ? "-" : sprintf("%.3f", a / b) }
+function tname(t) { return t == "ws" ? "WebSocket" : "TCP" }
 END {
-  name["echo"] = "pomelo-echo"; name["real"] = "pomelo 2.2.7"
-  printf "%-12s %-9s %5s %9s %17s %7s %8s %15s %4s %6s %7s %6s\n", "server", "transport", "N",
-         "CPU cores", "(min..max)", "system", "KiB/conn", "(min..max)", "lost", "failed",
-         "gen CPU", "other"
+  name["echo"] = "pomelo-echo"; name["chat"] = "pomelo-chat"; name["real"] = "pomelo 2.2.7"
+  ns = split("echo chat real", S, " ")
+  printf "%-12s %-9s %6s %9s %17s %7s %10s %9s %17s %8s %4s %6s %7s %6s\n", "server",
+         "transport", "N", "CPU cores", "(min..max)", "system", "us/conn/s", "B/conn",
+         "(min..max)", "KiB/conn", "lost", "failed", "gen CPU", "other"
   nt = split(transports, T, " ")
   for (t = 1; t <= nt; t++) {
-    for (s = 1; s <= 2; s++) {
-      sv = s == 1 ? "echo" : "real"
-      k = sv " " T[t]
+    for (s = 1; s <= ns; s++) {
+      k = S[s] " " T[t]
       if (!runs[k]) continue
       mc[k] = med(cpu, k); cl = lo[k]; ch = hi[k]
       mr[k] = med(rss, k); rl = lo[k]; rh = hi[k]
-      ms = med(sys, k)
-      printf "%-12s %-9s %5s %9s %17s %7s %8s %15s %4d %6d %7s %6s\n", name[sv],
-             T[t] == "ws" ? "WebSocket" : "TCP", n,
-             num(mc[k], "%.4f"), c[k] ? sprintf("(%.4f..%.4f)", cl, ch) : "-", num(ms, "%.4f"),
-             num(mr[k], "%.2f"), c[k] ? sprintf("(%.2f..%.2f)", rl, rh) : "-",
-             lost[k], failed[k], c[k] ? sprintf("%.3f", self[k]) : "-",
-             c[k] ? sprintf("%.3f", other[k]) : "-"
+      ms[k] = med(sys, k)
+      printf "%-12s %-9s %6s %9s %17s %7s %10s %9s %17s %8s %4d %6d %7s %6s\n", name[S[s]],
+             tname(T[t]), n, num(mc[k], "%.4f"),
+             c[k] ? sprintf("(%.4f..%.4f)", cl, ch) : "-", num(ms[k], "%.4f"),
+             mc[k] < 0 ? "-" : sprintf("%.2f", mc[k] * 1e6 / n), num(mr[k], "%.0f"),
+             c[k] ? sprintf("(%.0f..%.0f)", rl, rh) : "-",
+             mr[k] < 0 ? "-" : sprintf("%.2f", mr[k] / 1024), lost[k], failed[k],
+             c[k] ? sprintf("%.3f", self[k]) : "-", c[k] ? sprintf("%.3f", other[k]) : "-"
     }
   }
-  print ""
-  printf "%-9s %18s %18s\n", "transport", "CPU ours/real", "memory ours/real"
-  for (t = 1; t <= nt; t++) {
-    e = "echo " T[t]; r = "real " T[t]
-    if (!runs[e] || !runs[r]) continue
-    printf "%-9s %18s %18s\n", T[t] == "ws" ? "WebSocket" : "TCP", ratio(mc[e], mc[r]), ratio(mr[e], mr[r])
+  hdr = 0
+  for (s = 1; s <= 2; s++) {
+    for (t = 1; t <= nt; t++) {
+      o = S[s] " " T[t]; r = "real " T[t]
+      if (!runs[o] || !runs[r]) continue
+      if (!hdr++) {
+        print ""
+        printf "%-27s %-9s %9s %9s\n", "ours / real", "transport", "CPU", "memory"
+      }
+      printf "%-27s %-9s %9s %9s\n", name[S[s]] " / " name["real"], tname(T[t]),
+             ratio(mc[o], mc[r]), ratio(mr[o], mr[r])
+    }
   }
   print ""
   print "CPU cores = the server'"'"'s utime + stime over the idle period / its length (for pomelo"
   print "2.2.7 summed over its process group: master + connector); system = the stime part;"
-  print "KiB/conn = (VmRSS at the end - VmRSS before the first connect) / N; lost = connections"
-  print "closed after their handshake (must be 0); gen CPU = the generator'"'"'s own CPU, the largest"
-  print "of the runs (it shares the machine with the server); other = the CPU the rest of the"
-  print "machine used meanwhile (/proc/stat), the largest of the runs."
-  if (busy) print "WARNING: something else used more than 0.2 core during some runs: figures distorted."
+  print "us/conn/s = CPU cores x 1e6 / N: the server'"'"'s CPU microseconds per idle connection per"
+  print "second; B/conn = (VmRSS at the end - VmRSS before the first connect) x 1024 / N, in bytes"
+  print "(KiB/conn the same in KiB); lost = connections closed after their handshake (must be 0);"
+  print "gen CPU = the generator'"'"'s own CPU, the largest of the runs (it shares the machine with the"
+  print "server); other = the CPU the rest of the machine used meanwhile (/proc/stat), the largest"
+  print "of the runs."
+  if (busy) print "WARNING: something else used more than 0.2 core during some runs: CPU figures distorted."
+  print ""
+  for (t = 1; t <= nt; t++) {
+    for (s = 1; s <= ns; s++) {
+      k = S[s] " " T[t]
+      if (!runs[k]) continue
+      printf "@ idle server=%s transport=%s n=%d runs=%d ok=%d rss_bytes_per_conn=%s " \
+             "cpu_us_per_conn_per_s=%s server_cores=%s server_sys_cores=%s rss_kib_per_conn=%s " \
+             "lost=%d failed=%d self_cores_max=%s other_cores_max=%s\n",
+             S[s], T[t], n, runs[k], c[k] + 0, mnum(mr[k], "%.0f"),
+             mc[k] < 0 ? "nan" : sprintf("%.3f", mc[k] * 1e6 / n), mnum(mc[k], "%.4f"),
+             mnum(ms[k], "%.4f"), mr[k] < 0 ? "nan" : sprintf("%.3f", mr[k] / 1024), lost[k],
+             failed[k], c[k] ? sprintf("%.4f", self[k]) : "nan",
+             c[k] ? sprintf("%.4f", other[k]) : "nan"
+    }
+  }
 }' "$out/all"
 echo
 echo "One noisy machine, generator and server on the same cores: compare within the run."
+echo "Total time: $((SECONDS - t_begin)) s."
 if awk '{ for (i = 3; i <= NF; i++) if ($i ~ /^(lost|lost_before)=[1-9]/ || $i == "failed=1") bad = 1 }
         END { exit bad ? 0 : 1 }' "$out/all"; then
   echo "Some runs lost or failed connections (see above)."

@@ -1509,6 +1509,15 @@ static void child(gen *g, int ctl_fd, int res_fd) {
     free(u->ring);
     free(u->ok.bits);
   }
+  for (i = 0; i < g->nrooms; i++) {
+    free(g->rms[i].members);
+  }
+  free(g->rms);
+  free(g->us);
+  free(g->senders_list);
+  free(g->buf);
+  free(g->pad);
+  close(g->ep);
   exit(0);
 }
 
@@ -2003,5 +2012,14 @@ int main(int argc, char **argv) {
     }
   }
   printf("%s\n", status ? "result: FAILED" : "result: ok");
+  fflush(stdout);
+  for (p = 0; p < g.procs; p++) {
+    close(ctl[p]);
+    close(res[p]);
+  }
+  free(pids);
+  free(ctl);
+  free(res);
+  free(g.pad);
   return status;
 }

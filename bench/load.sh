@@ -3,10 +3,12 @@
 # load generator (bench-load, bench/load.c), on this machine in one run (docs/performance.md).
 # Servers are started by `bench/cluster.sh up NAME` in a process group of their own (PGID
 # recorded, stopped by it, checked gone), one at a time, in an order that alternates round by
-# round. For each server and round:
+# round. After each start, a 3 s warm-up run that is not recorded (node's JIT). For each server
+# and round:
 #   chat-tcp, chat-ws   100 users in one room, 4 senders with 4 sends in flight (closed loop),
 #                       LOAD_SECONDS s (the first 2 not measured): pushes/s, request and echo
 #                       latency, server CPU per million pushes, generator CPU;
+#   chat-tcp-w16        the same over TCP with 16 in flight per sender (throughput);
 #   hs-tcp, hs-ws       50 clients at a time (2 generator processes) connecting to a connector,
 #                       handshaking (no cached dictionary or protos: a first visit) and closing:
 #                       handshakes/s, server CPU per handshake; hs-tcp-cached: the same with
@@ -26,7 +28,8 @@
 # percentile, ms), for bench/report.py.
 #
 # Environment: LOAD_SERVERS (default "pomelo-nodelay single pomelo"; also "ours", the cluster
-# over NATS), LOAD_ROUNDS (3), LOAD_SECONDS (10), LOAD_USERS (sweep, default "10 30 300 1000"),
+# over NATS), LOAD_ROUNDS (3), LOAD_SECONDS (7), LOAD_USERS (sweep, default "10 30 300";
+# each user entering a room pushes onAdd to those already in: N users cost N^2/2 pushes to log in),
 # LOAD_OUT (a directory for the figures; default a temporary one, printed), BUILD_DIR (a
 # release build with examples and benches, default build-bench; configured if missing), NODE.
 # The real server needs `npm ci` in bench/peers/chatofpomelo (and tests/peers/pomelo-server for
@@ -39,8 +42,8 @@ build=${BUILD_DIR:-$root/build-bench}
 node=${NODE:-node}
 servers=${LOAD_SERVERS:-pomelo-nodelay single pomelo}
 rounds=${LOAD_ROUNDS:-3}
-secs=${LOAD_SECONDS:-10}
-sweep=${LOAD_USERS:-10 30 300 1000}
+secs=${LOAD_SECONDS:-7}
+sweep=${LOAD_USERS:-10 30 300}
 out=${LOAD_OUT:-$(mktemp -d -t pomelo-load.XXXXXX)}
 mkdir -p "$out"
 pgid=""
@@ -148,7 +151,7 @@ start_server() {
 # warm_up: a few seconds of chat, not recorded (node's JIT needs them: a fresh pomelo runs its
 # first thousand requests several times slower).
 warm_up() {
-  "$load" --gate "$gate" --users 100 --rooms 1 --senders 4 --window 4 --seconds 4 --warmup 1 \
+  "$load" --gate "$gate" --users 100 --rooms 1 --senders 4 --window 4 --seconds 3 --warmup 1 \
     --label warm-up >/dev/null 2>&1 || {
     echo "load.sh: the warm-up run failed" >&2
     exit 1
@@ -191,7 +194,8 @@ for round in $(seq 1 "$rounds"); do
     warm_up
     run "$name:chat-tcp:$round" --gate "$gate" "${chat[@]}" --transport tcp
     run "$name:chat-ws:$round" --gate "$gate" "${chat[@]}" --transport ws
-    hs=(--handshakes --connect "$connector" --concurrency 50 --procs 2 --seconds 6 --warmup 1)
+    run "$name:chat-tcp-w16:$round" --gate "$gate" "${chat[@]}" --transport tcp --window 16
+    hs=(--handshakes --connect "$connector" --concurrency 50 --procs 2 --seconds 4 --warmup 1)
     run "$name:hs-tcp:$round" "${hs[@]}" --transport tcp
     run "$name:hs-tcp-cached:$round" "${hs[@]}" --transport tcp --cached
     run "$name:hs-ws:$round" "${hs[@]}" --transport ws

@@ -8,7 +8,7 @@
  * onArea, a richer push (a global and a nested message type, repeated uInt32 of 100 elements,
  * repeated messages, doubles, strings, an sInt32). Messages: chat = {"msg":...,"from":"alice",
  * "target":"*"}, area = about 1 KB encoded; both written by the same loops in bench/protobuf.js,
- * which prints the hash of its JSON text so that run.sh checks both sides had the same input.
+ * which prints the hash of its JSON text so that micro.sh checks both sides had the same input.
  *
  * Cases per message, each run timed over K operations, in wall time (CLOCK_MONOTONIC) and in
  * CPU time of the process (CLOCK_PROCESS_CPUTIME_ID, as node's process.cpuUsage()):
@@ -22,7 +22,7 @@
  * Every allocation goes through the counting allocator of benchutil.h (also while timing);
  * allocations per operation are printed. Runs of all cases alternate, after one warm-up run each;
  * each figure is the median of its runs. Before timing, each message is checked: encode then
- * decode gives back its JSON text byte for byte. Lines starting with "@" are for bench/run.sh.
+ * decode gives back its JSON text byte for byte. Lines starting with "@" are for bench/micro.sh.
  * SPDX-License-Identifier: MIT
  */
 #include <stdarg.h>
@@ -63,7 +63,7 @@ static void die(const char *what, int rc) {
   exit(1);
 }
 
-/* FNV-1a, printed so that run.sh can check both sides saw and made the same bytes. */
+/* FNV-1a, printed so that micro.sh can check both sides saw and made the same bytes. */
 static uint32_t fnv1a(const void *data, size_t n) {
   const uint8_t *p = data;
   uint32_t h = 2166136261u;

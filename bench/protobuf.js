@@ -16,7 +16,7 @@
 // process (process.cpuUsage: user + system, all threads, so V8's GC helpers count) per
 // operation. Runs of all cases alternate; each figure is the median of its runs. Before timing,
 // each message is checked: JSON.stringify(decode(encode(JSON.parse(text)))) is its text. Lines
-// starting with "@" are for bench/run.sh, which checks that both sides had the same JSON text
+// starting with "@" are for bench/micro.sh, which checks that both sides had the same JSON text
 // and made the same bytes.
 'use strict';
 

@@ -15,7 +15,8 @@
 #   - every slow consumer was closed by the server's policy, and the server counted exactly as
 #     many slow disconnects;
 #   - the flooders got at most their rate limit answered (50/s each, + the burst), the server
-#     counted the rest as rate limited, and each answered send reached its flooder once;
+#     counted (nearly all of) the rest as rate limited and nobody else's, and each answered send
+#     reached its flooder exactly once;
 #   - churners did leave and come back; the server's resident memory stayed under
 #     SOAK_RSS_MIB (default 512);
 #   - pomelo-chat exits 0 on SIGTERM and nothing is left running.
@@ -105,8 +106,12 @@ limited=$(server 'rate limited')
 max_ok=$((flooders * (rate_limit * (secs + 1) + rate_burst)))
 [ "$flood_ok" -gt 0 ] || fail "no flooder request was answered"
 [ "$flood_ok" -le "$max_ok" ] || fail "flooders got $flood_ok answers, the limit allows $max_ok"
-[ "$limited" -ge $((flood_sent - flood_ok)) ] ||
-  fail "the server rate-limited $limited requests of the $((flood_sent - flood_ok)) unanswered"
+# Nearly all the flooders' unanswered requests were dropped by the rate limit (the rest were
+# refused by the forwards' in-flight bound, answered {"code":500}, or in flight at the end), and
+# nobody else's was.
+unanswered=$((flood_sent - flood_ok))
+[ "$limited" -le "$unanswered" ] && [ $((limited * 10)) -ge $((unanswered * 9)) ] ||
+  fail "the server rate-limited $limited requests; the flooders had $unanswered unanswered"
 
 [ "$(fig churn_leaves)" -gt 0 ] && [ "$(fig churn_joins)" -gt 0 ] || fail "no churn happened"
 [ "$(fig logged_in)" = $((users + flooders)) ] || fail "not every user logged in"

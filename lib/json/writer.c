@@ -133,10 +133,30 @@ static const char esc_table[256] = {
 static int put_string(pomelo_json_writer *w, const char *s, size_t len) {
   static const char hex[] = "0123456789abcdef";
   const uint8_t *p = (const uint8_t *)s;
-  size_t i, n = 2;
+  size_t i = 0, n = 2;
   char *o;
   int rc;
-  for (i = 0; i < len; i++) {
+  while (i < len && esc_table[p[i]] == 0) {
+    i++;
+  }
+  if (i == len) { /* nothing to escape (the common case): one copy */
+    if (len > SIZE_MAX - 2) {
+      return POMELO_ERR_NOMEM;
+    }
+    rc = reserve(w, len + 2);
+    if (rc != 0) {
+      return rc;
+    }
+    o = w->buf + w->len;
+    o[0] = '"';
+    memcpy(o + 1, s, len);
+    o[len + 1] = '"';
+    w->len += len + 2;
+    w->buf[w->len] = '\0';
+    return 0;
+  }
+  n += i;
+  for (; i < len; i++) {
     char e = esc_table[p[i]];
     size_t add = e == 0 ? 1 : e == 'u' ? 6 : 2;
     if (n > SIZE_MAX - add) {

@@ -612,7 +612,6 @@ static uint32_t new_val(pb_dec *d, unsigned kind) {
 static int dec_varint(pb_dec *d, size_t *pos, size_t end, uint64_t *out, double *js,
                       const pb_path *path) {
   uint64_t v = 0;
-  double n = 0;
   size_t start = *pos, p = *pos;
   unsigned i;
   for (i = 0;; i++) {
@@ -625,7 +624,6 @@ static int dec_varint(pb_dec *d, size_t *pos, size_t end, uint64_t *out, double 
       return path_err(d->err, POMELO_ERR_PB_VARINT, start, path);
     }
     v |= (uint64_t)(b & 0x7Fu) << (7u * i);
-    n = n + ldexp((double)(b & 0x7Fu), (int)(7u * i));
     if (b < 0x80u) {
       break;
     }
@@ -633,7 +631,16 @@ static int dec_varint(pb_dec *d, size_t *pos, size_t end, uint64_t *out, double 
   *pos = p;
   *out = v;
   if (js) {
-    *js = n;
+    if (v < ((uint64_t)1 << 53)) {
+      *js = (double)v; /* every partial sum is exact below 2^53: the same double */
+    } else {
+      double n = 0;
+      size_t q;
+      for (q = start, i = 0; q < p; q++, i++) {
+        n = n + ldexp((double)(d->data[q] & 0x7Fu), (int)(7u * i));
+      }
+      *js = n;
+    }
   }
   return 0;
 }
