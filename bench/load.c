@@ -864,7 +864,8 @@ static void on_disconnect(pomelo_client *cl, int reason, uint64_t reconnect_at, 
       if (!g->stopped) {
         g->r.stay_lost_conns++;
         if (g->r.stay_lost_conns <= 3) {
-          fprintf(stderr, PROG ": %s lost its connection (close reason %d)\n", u->name, reason);
+          fprintf(stderr, PROG ": %s lost its connection (%s)\n", u->name,
+                  pomelo_close_reason_name(reason));
         }
       }
     } else {

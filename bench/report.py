@@ -96,6 +96,12 @@ def rounds_of(load, server, test, key="pushes_per_s"):
     return len(load.get((server, test), {}).get(key, []))
 
 
+def failed_note(load, server, test):
+    """' (+N failed)' when runs against this server failed their checks, else ''."""
+    n = len(load.get((server, test), {}).get("failed", []))
+    return f" (+{n} failed: the server closed clients' connections or lost pushes)" if n else ""
+
+
 def chat_table(load, test, lines):
     """The closed-loop chat table of one transport."""
     lines.append("| server | pushes/s | sends/s | echo p50 / p99 / p99.9 ms | server cores | "
@@ -115,7 +121,7 @@ def chat_table(load, test, lines):
             f" / {fmt(med(load, s, test, 'echo_p999_ms'))} | "
             f"{fmt(med(load, s, test, 'server_cores'))} | "
             f"{fmt(med(load, s, test, 'server_cpu_s_per_mpush'))} | {gen} | "
-            f"{rounds_of(load, s, test)} |")
+            f"{rounds_of(load, s, test)}{failed_note(load, s, test)} |")
 
 
 def write_tsv(path, rows):

@@ -23,8 +23,7 @@
 # Environment: BUILD_DIR, NODE, LOAD_ROUNDS, LOAD_SECONDS, LOAD_SERVERS (bench/load.sh), IDLE_N
 # (default 10000), OUT (where the figures go, default a temporary directory, kept and printed),
 # REPORT (default docs/performance.md; "-" for none), STEPS (default "load idle sessions soak").
-# The real server needs `npm ci` in bench/peers/chatofpomelo and tests/peers/pomelo-server
-# (tools/setup.sh does both); without them the figures are pomelo-chat's alone.
+# It installs what it needs first (tools/setup.sh, then `npm ci` in bench/peers/chatofpomelo).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -36,6 +35,13 @@ report=${REPORT:-$root/docs/performance.md}
 steps=" ${STEPS:-load idle sessions soak} "
 mkdir -p "$out"
 start=$SECONDS
+
+# What it needs, from a fresh clone: the toolchain and the test peers (tools/setup.sh: apt and
+# npm ci; quick when all is there), and the real chatofpomelo's pomelo 2.2.7.
+bash "$root/tools/setup.sh"
+if [ ! -d "$here/peers/chatofpomelo/node_modules/pomelo" ]; then
+  (cd "$here/peers/chatofpomelo" && npm ci --no-audit --no-fund)
+fi
 
 if [ ! -f "$build/build.ninja" ]; then
   meson setup "$build" "$root" --buildtype=release -Dtests=false -Dexamples=true -Dbench=true \

@@ -29,6 +29,8 @@ apt_packages=(
   clang-format:clang-format
   git:git
   ca-certificates:-
+  procps:pgrep   # ps and pgrep: the soak and the benches find their processes
+  iproute2:ss    # ss: the benches look for free ports
 )
 
 installed() { # installed PACKAGE: is the Debian package installed?
