@@ -33,6 +33,25 @@ NAMES = {
     "echo": "pomelo-echo",
 }
 ORDER = ["single", "ours", "pomelo-nodelay", "pomelo"]
+# bench-sessions' figures shown: key, what, unit.
+SESSION_ROWS = [
+    ("time.create_ns", "a session made (accept, handshake, ACK, drains)", "ns"),
+    ("mem.idle_bytes", "heap per session after the handshake", "B"),
+    ("mem.total_bytes", "heap per session bound to a uid and in a channel", "B"),
+    ("rss.idle_bytes", "resident memory per session after the handshake", "B"),
+    ("rss.total_bytes", "resident memory per session bound and in a channel", "B"),
+    ("rss.peak_mib", "peak resident memory", "MiB"),
+    ("hb.due_per_tick", "heartbeats due per 50 ms tick (3 s interval)", ""),
+    ("hb.tick_ns", "one tick: answering those heartbeats and draining", "ns"),
+    ("hb.tick_ns_per_due", "the same per heartbeat due", "ns"),
+    ("hb.idle_tick_ns", "a tick with nothing due (pomelo_server_handle_expiry)", "ns"),
+    ("timeout.expiry_ns_per_due", "a heartbeat timeout, per session timed out", "ns"),
+    ("timeout.release_ns", "releasing a timed-out session (leaves its channel)", "ns"),
+    ("push.ns_per_member", "a channel push to all, per member", "ns"),
+    ("push.drain_ns_per_member", "draining it (out_iov + out_consume), per member", "ns"),
+    ("push.allocs", "allocations per push (to all members)", ""),
+    ("run.seconds", "the whole run", "s"),
+]
 
 
 def name(s):
@@ -48,7 +67,12 @@ def read_load(path):
     with open(path, encoding="utf-8") as f:
         for line in f:
             p = line.split()
-            if len(p) != 5 or p[0] != "@" or p[1] != "load" or p[2].count(":") != 2:
+            if len(p) != 5 or p[0] != "@" or p[1] != "load":
+                continue
+            if p[2] == "all":  # "@ load all open_rate R": the open-loop runs' rate
+                out.setdefault(("all", "open"), {}).setdefault(p[3], []).append(float(p[4]))
+                continue
+            if p[2].count(":") != 2:
                 continue
             server, test, _ = p[2].split(":")
             out.setdefault((server, test), {}).setdefault(p[3], []).append(float(p[4]))
@@ -96,6 +120,12 @@ def rounds_of(load, server, test, key="pushes_per_s"):
     return len(load.get((server, test), {}).get(key, []))
 
 
+def share(load, server, test):
+    """The kernel's share of the server's CPU, as 'NN %'."""
+    v = med(load, server, test, "server_sys_fraction")
+    return "-" if v is None else f"{v * 100:.0f} %"
+
+
 def failed_note(load, server, test):
     """' (+N failed)' when runs against this server failed their checks, else ''."""
     n = len(load.get((server, test), {}).get("failed", []))
@@ -105,8 +135,8 @@ def failed_note(load, server, test):
 def chat_table(load, test, lines):
     """The closed-loop chat table of one transport."""
     lines.append("| server | pushes/s | sends/s | echo p50 / p99 / p99.9 ms | server cores | "
-                 "server CPU s per M pushes | generator cores | rounds |")
-    lines.append("|---|---|---|---|---|---|---|---|")
+                 "server CPU s per M pushes | kernel share | generator cores | rounds |")
+    lines.append("|---|---|---|---|---|---|---|---|---|")
     for s in servers_in(load):
         if (s, test) not in load:
             continue
@@ -120,7 +150,8 @@ def chat_table(load, test, lines):
             f"{fmt(med(load, s, test, 'echo_p50_ms'))} / {fmt(med(load, s, test, 'echo_p99_ms'))}"
             f" / {fmt(med(load, s, test, 'echo_p999_ms'))} | "
             f"{fmt(med(load, s, test, 'server_cores'))} | "
-            f"{fmt(med(load, s, test, 'server_cpu_s_per_mpush'))} | {gen} | "
+            f"{fmt(med(load, s, test, 'server_cpu_s_per_mpush'))} | {share(load, s, test)} | "
+            f"{gen} | "
             f"{rounds_of(load, s, test)}{failed_note(load, s, test)} |")
 
 
@@ -246,7 +277,11 @@ def main(argv=None):
                 for ln in fh:
                     p = ln.rstrip("\n").split("\t")
                     if len(p) == 3 and float(p[2]) > 0:
-                        rows.append((name(p[0].split(":")[0]), p[1], p[2]))
+                        rows.append((p[0].split(":")[0], p[1], p[2]))
+        # the same colours in every plot: servers in display order
+        rank = {s: i for i, s in enumerate(servers_in(load))}
+        rows.sort(key=lambda r: rank.get(r[0], len(rank)))
+        rows = [(name(r[0]), r[1], r[2]) for r in rows]
         tsv = os.path.join(d, "latency-plot.tsv")
         svg = os.path.join(outdir, "perf-latency.svg")
         if write_tsv(tsv, rows) and plot(a, "latency", tsv, svg, "--title",
@@ -257,7 +292,10 @@ def main(argv=None):
         L.append("")
 
     # --- sweep
-    sweep = sorted({int(t.split("-")[1]) for _, t in load if t.startswith("users-")})
+    sweep = {int(t.split("-")[1]) for _, t in load if t.startswith("users-")}
+    if sweep and any(t == "chat-tcp" for _, t in load):
+        sweep.add(100)  # the chat-tcp runs: the same settings with 100 users
+    sweep = sorted(sweep)
     if sweep:
         L.append("## Pushes/s against room size")
         L.append("")
@@ -306,11 +344,10 @@ def main(argv=None):
                 if (s, t) not in load:
                     continue
                 f = lambda k: med(load, s, t, k)  # noqa: E731
-                ks = f("server_sys_fraction")
                 L.append(f"| {name(s)} | {title} | {fmt(f('handshakes_per_s'))} | "
                          f"{fmt(f('hs_p50_ms'))} / {fmt(f('hs_p99_ms'))} | "
                          f"{fmt(f('server_cpu_us_per_hs'))} | "
-                         f"{'-' if ks is None else f'{ks * 100:.0f} %'} | "
+                         f"{share(load, s, t)} | "
                          f"{fmt(f('gen_cores'))} |")
         L.append("")
 
@@ -356,8 +393,13 @@ def main(argv=None):
         L.append("")
         L.append("| figure | value |")
         L.append("|---|---|")
-        for key in sorted(s):
-            L.append(f"| `{key}` (N={fmt(float(s[key][0]), 0)}) | {fmt(float(s[key][1]))} |")
+        for key, what, unit in SESSION_ROWS:
+            if key in s:
+                L.append(f"| {what} | {fmt(float(s[key][1]))} {unit} |")
+        n = next(iter(s.values()))[0]
+        L.append("")
+        L.append(f"N = {fmt(float(n), 0)} sessions; all of `bench-sessions`' figures are in "
+                 "its output (`@ sessions` lines).")
         L.append("")
 
     # --- soak
