@@ -62,7 +62,8 @@ port_busy() {
 }
 
 # A base B whose ports B+5 (master), B+14 (gate), B+50..52 (connectors), B+1050..1055 (RPC)
-# and B+1222 (nats) are free.
+# and B+1222 (nats) are free, all below the ephemeral range (32768 and up): a listener there
+# could collide with the local port of a client's connection (bench-load's, the driver's).
 pick_base() {
   local b p busy tries
   if [ -n "${CLUSTER_BASE_PORT:-}" ]; then
@@ -70,7 +71,7 @@ pick_base() {
     return
   fi
   for tries in $(seq 1 50); do
-    b=$((20000 + (RANDOM % 250) * 100))
+    b=$((20000 + (RANDOM % 110) * 100))
     busy=0
     for p in 5 14 50 51 52 1050 1051 1052 1053 1054 1055 1222; do
       if port_busy $((b + p)); then

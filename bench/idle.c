@@ -57,6 +57,7 @@
 #include <pomelo/pomelo.h>
 
 #include "../examples/common/loop.h"
+#include "procstat.h"
 
 #ifndef IP_BIND_ADDRESS_NO_PORT
 #define IP_BIND_ADDRESS_NO_PORT 24 /* Linux >= 4.2 */
@@ -126,161 +127,24 @@ static void die(const char *what, const char *detail) {
  * The server's processes, from /proc
  * ------------------------------------------------------------------------------------------- */
 
-typedef struct proc_sample {
-  unsigned long long ticks;     /* utime + stime, clock ticks */
-  unsigned long long sys_ticks; /* stime alone */
-  unsigned long long rss_kib;
-  int procs; /* processes counted */
-} proc_sample;
-
-/* One /proc/<pid>/stat: its process group, utime and stime. Returns 0, or -1 when it cannot be
- * read (the process is gone). */
-static int read_stat(const char *pid, long *pgrp, unsigned long long *ticks,
-                     unsigned long long *sys_ticks) {
-  char path[64], line[1024];
-  FILE *f;
-  char *p;
-  unsigned long long ut = 0, st = 0;
-  int field;
-  snprintf(path, sizeof path, "/proc/%s/stat", pid);
-  f = fopen(path, "r");
-  if (!f) {
-    return -1;
-  }
-  if (!fgets(line, sizeof line, f)) {
-    fclose(f);
-    return -1;
-  }
-  fclose(f);
-  p = strrchr(line, ')'); /* the command name may hold spaces and parentheses */
-  if (!p) {
-    return -1;
-  }
-  p++;
-  /* After ")": field 3 (state), 4 ppid, 5 pgrp, ..., 14 utime, 15 stime. */
-  for (field = 3; field <= 15; field++) {
-    char *end;
-    unsigned long long v;
-    while (*p == ' ') {
-      p++;
-    }
-    if (!*p) {
-      return -1;
-    }
-    if (field == 3) {
-      p++;
-      continue;
-    }
-    v = strtoull(p, &end, 10);
-    if (end == p) {
-      return -1;
-    }
-    p = end;
-    if (field == 5) {
-      *pgrp = (long)v;
-    } else if (field == 14) {
-      ut = v;
-    } else if (field == 15) {
-      st = v;
-    }
-  }
-  *ticks = ut + st;
-  *sys_ticks = st;
-  return 0;
-}
-
-/* VmRSS of /proc/<pid>/status in KiB (0 for a process without memory, a zombie). */
-static int read_rss(const char *pid, unsigned long long *kib) {
-  char path[64], line[256];
-  FILE *f;
-  snprintf(path, sizeof path, "/proc/%s/status", pid);
-  f = fopen(path, "r");
-  if (!f) {
-    return -1;
-  }
-  *kib = 0;
-  while (fgets(line, sizeof line, f)) {
-    if (strncmp(line, "VmRSS:", 6) == 0) {
-      *kib = strtoull(line + 6, NULL, 10);
-      break;
-    }
-  }
-  fclose(f);
-  return 0;
-}
-
-/* The server now: one process, or every process of a group. Exits when none is found. */
+/* The server now: one process, or every process of a group (bench/procstat.h). Exits when none
+ * is found. */
 static void sample_server(const gen *g, proc_sample *out) {
-  memset(out, 0, sizeof *out);
-  if (g->server_pid > 0) {
-    char pid[32];
-    long pgrp;
-    snprintf(pid, sizeof pid, "%ld", g->server_pid);
-    if (read_stat(pid, &pgrp, &out->ticks, &out->sys_ticks) != 0 ||
-        read_rss(pid, &out->rss_kib) != 0) {
-      die("the server is gone: no process", pid);
-    }
-    out->procs = 1;
-  } else {
-    DIR *d = opendir("/proc");
-    struct dirent *de;
-    char pg[32];
-    if (!d) {
-      die("cannot read /proc", strerror(errno));
-    }
-    while ((de = readdir(d)) != NULL) {
-      long pgrp = -1;
-      unsigned long long t, st, r;
-      if (!isdigit((unsigned char)de->d_name[0])) {
-        continue;
-      }
-      if (read_stat(de->d_name, &pgrp, &t, &st) != 0 || pgrp != g->server_pgid ||
-          read_rss(de->d_name, &r) != 0) {
-        continue; /* another group, or gone in between */
-      }
-      out->ticks += t;
-      out->sys_ticks += st;
-      out->rss_kib += r;
-      out->procs++;
-    }
-    closedir(d);
-    if (out->procs == 0) {
-      snprintf(pg, sizeof pg, "%ld", g->server_pgid);
-      die("no process left in the server's process group", pg);
-    }
+  if (procstat_sample(g->server_pid, g->server_pgid, out) != 0) {
+    char id[32];
+    snprintf(id, sizeof id, "%ld", g->server_pid > 0 ? g->server_pid : g->server_pgid);
+    die(g->server_pid > 0 ? "the server is gone: no process"
+                          : "no process left in the server's process group",
+        id);
   }
 }
 
-/* The whole machine's busy time so far (every CPU: all but idle and iowait), in clock ticks,
- * from the first line of /proc/stat. */
 static unsigned long long machine_busy_ticks(void) {
-  unsigned long long v[8] = {0}, busy = 0;
-  FILE *f = fopen("/proc/stat", "r");
-  int i, got;
-  if (!f) {
-    die("cannot read /proc/stat", strerror(errno));
-  }
-  got = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3], &v[4],
-               &v[5], &v[6], &v[7]);
-  fclose(f);
-  if (got < 4) {
-    die("cannot parse /proc/stat", NULL);
-  }
-  for (i = 0; i < got; i++) {
-    if (i != 3 && i != 4) { /* idle, iowait */
-      busy += v[i];
-    }
+  unsigned long long busy = procstat_machine_busy();
+  if (!busy) {
+    die("cannot read /proc/stat", NULL);
   }
   return busy;
-}
-
-static double self_cpu_s(void) {
-  struct rusage ru;
-  if (getrusage(RUSAGE_SELF, &ru) != 0) {
-    die("getrusage", strerror(errno));
-  }
-  return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
-         (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -874,13 +738,13 @@ int main(int argc, char **argv) {
     run_until(&g, loop_now_ms() + (uint64_t)(g.settle * 1000), NULL);
     sample_server(&g, &s0);
     busy0 = machine_busy_ticks();
-    self0 = self_cpu_s();
+    self0 = procstat_self_cpu();
     bin0 = g.bytes_in;
     bout0 = g.bytes_out;
     t_idle0 = loop_now_ms();
     run_until(&g, t_idle0 + (uint64_t)(g.seconds * 1000), NULL);
     t_idle1 = loop_now_ms();
-    self1 = self_cpu_s();
+    self1 = procstat_self_cpu();
     busy1 = machine_busy_ticks();
     sample_server(&g, &s1);
     lost_idle = g.lost - lost_before;

@@ -84,39 +84,12 @@ if [[ " $servers " == *" pomelo"* ]] && [ ! -d "$here/peers/chatofpomelo/node_mo
   servers=$(echo " $servers " | sed 's/ pomelo-nodelay / /; s/ pomelo / /')
 fi
 
-port_busy() {
-  ss -Htan "sport = :$1" 2>/dev/null | grep -q .
-}
-
-# A base port B for cluster.sh's layout (B+5 .. B+1222) below the ephemeral range (32768 and
-# up), which the generator's own connections use: a listener there could collide with them.
-pick_base() {
-  local b p busy tries
-  for tries in $(seq 1 50); do
-    b=$((20000 + (RANDOM % 110) * 100))
-    busy=0
-    for p in 5 14 50 51 52 1050 1051 1052 1053 1054 1055 1222; do
-      if port_busy $((b + p)); then
-        busy=1
-        break
-      fi
-    done
-    if [ "$busy" = 0 ]; then
-      echo "$b"
-      return
-    fi
-  done
-  echo "load.sh: no free ports found" >&2
-  exit 1
-}
-
 # start_server NAME: starts it in its own process group; sets pgid, gate and connector.
 start_server() {
   local name=$1 i pid line
   : >"$out/up.out"
   setsid env CLUSTER_LOG_DIR="$out/logs/$name" BUILD_DIR="$build" NODE="$node" \
-    CLUSTER_BASE_PORT="$(pick_base)" bash "$here/cluster.sh" up "$name" >"$out/up.out" \
-    2>>"$out/up.err" &
+    bash "$here/cluster.sh" up "$name" >"$out/up.out" 2>>"$out/up.err" &
   pid=$!
   # setsid makes the background job ($pid, not a group leader here, so it does not fork) the
   # leader of a new process group: wait until it is one, so that a kill of the group can never
