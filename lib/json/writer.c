@@ -133,29 +133,17 @@ static const char esc_table[256] = {
 static int put_string(pomelo_json_writer *w, const char *s, size_t len) {
   static const char hex[] = "0123456789abcdef";
   const uint8_t *p = (const uint8_t *)s;
-  size_t i = 0, n = 2;
+  size_t i = 0, clean, n;
   char *o;
   int rc;
   while (i < len && esc_table[p[i]] == 0) {
     i++;
   }
-  if (i == len) { /* nothing to escape (the common case): one copy */
-    if (len > SIZE_MAX - 2) {
-      return POMELO_ERR_NOMEM;
-    }
-    rc = reserve(w, len + 2);
-    if (rc != 0) {
-      return rc;
-    }
-    o = w->buf + w->len;
-    o[0] = '"';
-    memcpy(o + 1, s, len);
-    o[len + 1] = '"';
-    w->len += len + 2;
-    w->buf[w->len] = '\0';
-    return 0;
+  clean = i; /* the bytes before the first one to escape (all of them, usually): one copy */
+  if (clean > SIZE_MAX - 2) {
+    return POMELO_ERR_NOMEM;
   }
-  n += i;
+  n = 2 + clean;
   for (; i < len; i++) {
     char e = esc_table[p[i]];
     size_t add = e == 0 ? 1 : e == 'u' ? 6 : 2;
@@ -170,7 +158,11 @@ static int put_string(pomelo_json_writer *w, const char *s, size_t len) {
   }
   o = w->buf + w->len;
   *o++ = '"';
-  for (i = 0; i < len; i++) {
+  if (clean) { /* never memcpy from a NULL s of length 0 */
+    memcpy(o, s, clean);
+    o += clean;
+  }
+  for (i = clean; i < len; i++) {
     char e = esc_table[p[i]];
     if (e == 0) {
       *o++ = (char)p[i];
