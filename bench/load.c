@@ -240,9 +240,10 @@ typedef struct user {
   int ws;
   int phase;
   int fd;
-  int no_read; /* a slow consumer that stopped reading */
-  int dirty;   /* on the flush list */
-  int attempts;
+  int no_read;  /* a slow consumer that stopped reading */
+  int dirty;    /* on the flush list */
+  int attempts; /* a churner's logins that failed in a row */
+  int hs_ok;    /* handshake mode: this connection's handshake was answered */
   pomelo_client *cl;
   char name[48];
   struct sockaddr_in conn_addr;
@@ -260,19 +261,19 @@ typedef struct user {
   struct user *dirty_next;
 } user;
 
-/* What one process counted; summed over the processes by the parent. */
+/* What one process counted; summed over the processes by the parent. The counters from `users`
+ * to `bytes_out` are uint64_t only, one after the other: sum() adds them as an array. */
 typedef struct results {
   uint64_t users, logged_in, login_failed, login_retries, connect_errors;
   uint64_t sends, oks, errors, timeouts, closed_errors;
   uint64_t sends_window, pushes_window, pushes_total, others;
   uint64_t lost, dup, ooo, stranger, stay_lost_conns, kicks;
   uint64_t slow_n, slow_closed, slow_gaps, slow_pushes;
-  uint64_t flood_n, flood_sent, flood_ok, flood_pushes, flood_dup, flood_errors;
+  uint64_t flood_n, flood_sent, flood_ok, flood_pushes, flood_errors;
   uint64_t churn_leaves, churn_joins;
   uint64_t hs_done, hs_failed;
   uint64_t bytes_in, bytes_out;
   double cpu_window; /* seconds of CPU over the measured window */
-  double cpu_all;
   double login_s;
   uint64_t drain_ms;
   hist req, echo, hs;
@@ -681,9 +682,6 @@ static void on_chat(pomelo_client *cl, const char *route, size_t route_len, cons
   }
   if (dup) {
     g->r.dup++;
-    if (u->kind == K_FLOOD) {
-      g->r.flood_dup++;
-    }
   }
   /* the sender's own push: echo latency */
   if (!dup && u->sender == (int)si && u->ring) {
@@ -809,7 +807,7 @@ static void on_connected(pomelo_client *cl, const pomelo_json_value *response, v
       g->r.hs_done++;
       h_add(&g->r.hs, t - u->start_us);
     }
-    u->attempts = 1;              /* done */
+    u->hs_ok = 1;
     pomelo_client_disconnect(cl); /* the ACK is queued: it goes out, then the socket closes */
     return;
   }
@@ -956,7 +954,7 @@ static void after(gen *g, user *u) {
   } else if (u->phase == U_LEAVING) {
     u->phase = U_OUT;
   } else if (u->phase == U_HS || u->phase == U_HS_TCP) {
-    if (!u->attempts && g->running && !g->draining) {
+    if (!u->hs_ok && g->running && !g->draining) {
       g->r.hs_failed++; /* closed before the handshake was done */
     }
     if (!g->hs_cached) {
@@ -996,7 +994,7 @@ static void hs_start(gen *g, user *u) {
     die("cannot create a client", NULL);
   }
   u->start_us = now_us();
-  u->attempts = 0;
+  u->hs_ok = 0;
   rc = open_socket(g, u, &g->target);
   if (rc != 0) {
     g->r.connect_errors++;
@@ -1496,7 +1494,6 @@ static void child(gen *g, int ctl_fd, int res_fd) {
     }
   }
   run_until(g, now_ms() + 300, NULL);
-  g->r.cpu_all = procstat_self_cpu();
   write_all(res_fd, &g->r, sizeof g->r);
   for (i = 0; i < g->nus; i++) {
     user *u = &g->us[i];
@@ -1729,7 +1726,6 @@ static void sum(results *a, const results *b) {
     y[i] += x[i];
   }
   a->cpu_window += b->cpu_window;
-  a->cpu_all += b->cpu_all;
   if (b->login_s > a->login_s) {
     a->login_s = b->login_s;
   }
@@ -1931,6 +1927,13 @@ int main(int argc, char **argv) {
     out(&g, "ooo", (double)total.ooo);
     out(&g, "stranger", (double)total.stranger);
     out(&g, "stay_lost_conns", (double)total.stay_lost_conns);
+    printf("traffic: %.1f MB in, %.1f MB out; %" PRIu64 " onAdd/onLeave pushes, %" PRIu64
+           " kicks; the end drained in %" PRIu64 " ms\n",
+           (double)total.bytes_in / 1e6, (double)total.bytes_out / 1e6, total.others, total.kicks,
+           total.drain_ms);
+    out(&g, "bytes_in", (double)total.bytes_in);
+    out(&g, "bytes_out", (double)total.bytes_out);
+    out(&g, "kicks", (double)total.kicks);
     print_hist(&g, "request", &total.req);
     print_hist(&g, "echo", &total.echo);
     write_hist_file(&g, &total.echo);

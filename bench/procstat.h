@@ -81,9 +81,12 @@ static inline int procstat_read_stat_(const char *pid, long *pgrp, unsigned long
   return 0;
 }
 
-/* VmRSS of /proc/<pid>/status in KiB (0 for a process without memory, a zombie). */
-static inline int procstat_read_rss_(const char *pid, unsigned long long *kib) {
+/** A "Vm..." line of /proc/<pid>/status ("VmRSS:", "VmHWM:", ...) in KiB; `pid` a number or
+ * "self"; 0 when the line is absent (VmRSS of a zombie). Returns 0, or -1 when the file cannot
+ * be read (the process is gone). */
+static inline int procstat_status_kib(const char *pid, const char *field, unsigned long long *kib) {
   char path[300], line[256];
+  size_t fl = strlen(field);
   FILE *f;
   snprintf(path, sizeof path, "/proc/%s/status", pid);
   f = fopen(path, "r");
@@ -92,8 +95,8 @@ static inline int procstat_read_rss_(const char *pid, unsigned long long *kib) {
   }
   *kib = 0;
   while (fgets(line, sizeof line, f)) {
-    if (strncmp(line, "VmRSS:", 6) == 0) {
-      *kib = strtoull(line + 6, NULL, 10);
+    if (strncmp(line, field, fl) == 0) {
+      *kib = strtoull(line + fl, NULL, 10);
       break;
     }
   }
@@ -122,7 +125,8 @@ static inline int procstat_sample(long pid, long pgid, proc_sample *out) {
     long pgrp;
     unsigned long long t, st, rss;
     snprintf(name, sizeof name, "%ld", pid);
-    if (procstat_read_stat_(name, &pgrp, &t, &st) != 0 || procstat_read_rss_(name, &rss) != 0) {
+    if (procstat_read_stat_(name, &pgrp, &t, &st) != 0 ||
+        procstat_status_kib(name, "VmRSS:", &rss) != 0) {
       return -1;
     }
     procstat_add_(out, pid, t, st, rss);
@@ -141,7 +145,7 @@ static inline int procstat_sample(long pid, long pgid, proc_sample *out) {
         continue;
       }
       if (procstat_read_stat_(de->d_name, &pgrp, &t, &st) != 0 || pgrp != pgid ||
-          procstat_read_rss_(de->d_name, &rss) != 0) {
+          procstat_status_kib(de->d_name, "VmRSS:", &rss) != 0) {
         continue; /* another group, or gone in between */
       }
       procstat_add_(out, atol(de->d_name), t, st, rss);

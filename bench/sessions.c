@@ -49,6 +49,7 @@
 #include <pomelo/pomelo.h>
 
 #include "benchutil.h"
+#include "procstat.h"
 
 #define HB_MS 3000u      /* heartbeat interval H (sys.heartbeat 3) */
 #define TICK_MS 50u      /* the loop's timer tick */
@@ -105,23 +106,11 @@ static uint64_t cpu_now_ns(void) {
   return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-/* A line of /proc/self/status ("VmRSS:", "VmHWM:") in bytes, 0 when unreadable. */
+/* A line of /proc/self/status ("VmRSS:", "VmHWM:") in bytes (bench/procstat.h), 0 when
+ * unreadable. */
 static uint64_t proc_status_bytes(const char *field) {
-  char line[256];
-  uint64_t kib = 0;
-  size_t fl = strlen(field);
-  FILE *f = fopen("/proc/self/status", "r");
-  if (!f) {
-    return 0;
-  }
-  while (fgets(line, sizeof line, f)) {
-    if (strncmp(line, field, fl) == 0) {
-      kib = strtoull(line + fl, NULL, 10);
-      break;
-    }
-  }
-  fclose(f);
-  return kib * 1024u;
+  unsigned long long kib = 0;
+  return procstat_status_kib("self", field, &kib) == 0 ? (uint64_t)kib * 1024u : 0;
 }
 
 /* One machine-readable line: "@ sessions <key> <N> <value>". */
